@@ -1,0 +1,110 @@
+"""Typed settings with checks whose errors name the key, the value given and what is allowed."""
+import dataclasses
+import math
+from typing import Any, Callable, Dict, Mapping, Optional, Type, TypeVar
+
+from rasa_kd.errors import ConfigError
+
+T = TypeVar("T")
+Check = Callable[[str, Any], Any]  # (key, value) -> normalised value, or raises ConfigError
+
+
+def setting(default: Any, help: str, check: Check) -> Any:
+    """Declare a dataclass field with its help text and its check."""
+    return dataclasses.field(default=default, metadata={"help": help, "check": check})
+
+
+def _describe(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def integer(minimum: Optional[int] = None, maximum: Optional[int] = None) -> Check:
+    """An int within [minimum, maximum]."""
+
+    def check(key: str, value: Any) -> int:
+        allowed = "an integer" + _range_text(minimum, maximum)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"'{key}' must be {allowed}, got {_describe(value)}")
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            raise ConfigError(f"'{key}' must be {allowed}, got {value}")
+        return value
+
+    return check
+
+
+def number(minimum: float, maximum: float, min_inclusive: bool = True, max_inclusive: bool = True) -> Check:
+    """A finite float in a range; ints and numeric strings such as '5e-5' (YAML 1.1) are accepted."""
+    low = "[" if min_inclusive else "("
+    high = "]" if max_inclusive else ")"
+    allowed = f"a number in {low}{minimum}, {maximum}{high}"
+
+    def check(key: str, value: Any) -> float:
+        if isinstance(value, bool):
+            raise ConfigError(f"'{key}' must be {allowed}, got {_describe(value)}")
+        try:
+            number_ = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"'{key}' must be {allowed}, got {_describe(value)}") from None
+        too_low = number_ < minimum or (number_ == minimum and not min_inclusive)
+        too_high = number_ > maximum or (number_ == maximum and not max_inclusive)
+        if not math.isfinite(number_) or too_low or too_high:
+            raise ConfigError(f"'{key}' must be {allowed}, got {value}")
+        return number_
+
+    return check
+
+
+def optional_text() -> Check:
+    """None or a non-empty string."""
+
+    def check(key: str, value: Any) -> Optional[str]:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"'{key}' must be a non-empty string or null, got {_describe(value)}")
+        return value
+
+    return check
+
+
+def one_of(*choices: Any) -> Check:
+    """One value of a fixed list."""
+
+    def check(key: str, value: Any) -> Any:
+        if value not in choices:
+            allowed = ", ".join(repr(c) for c in choices)
+            raise ConfigError(f"'{key}' must be one of {allowed}; got {_describe(value)}")
+        return value
+
+    return check
+
+
+def _range_text(minimum: Optional[int], maximum: Optional[int]) -> str:
+    if minimum is not None and maximum is not None:
+        return f" from {minimum} to {maximum}"
+    if minimum is not None:
+        return f" >= {minimum}"
+    if maximum is not None:
+        return f" <= {maximum}"
+    return ""
+
+
+def from_mapping(cls: Type[T], values: Mapping[str, Any], owner: str, ignore: tuple = ()) -> T:
+    """Build settings ``cls`` from ``values``, checking every key; ``owner`` prefixes the errors."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields) - set(ignore))
+    if unknown:
+        raise ConfigError(f"{owner}: unknown setting(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(fields)}")
+    checked: Dict[str, Any] = {}
+    for name, value in values.items():
+        if name in fields:
+            try:
+                checked[name] = fields[name].metadata["check"](name, value)
+            except ConfigError as error:
+                raise ConfigError(f"{owner}: {error}") from None
+    return cls(**checked)
+
+
+def help_texts(cls: Type) -> Dict[str, str]:
+    """Field name -> help text."""
+    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}

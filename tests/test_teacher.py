@@ -1,0 +1,139 @@
+import json
+
+import numpy as np
+import pytest
+
+from rasa_kd import bert
+from rasa_kd.errors import ConfigError, DataError, ModelLoadError
+from rasa_kd.teacher import Teacher, TeacherSettings, fine_tune_teacher
+from tests.tiny_models import intent_pairs
+
+FAST = dict(epochs=25, batch_size=8, learning_rate=2e-3, warmup_ratio=0.0, max_seq_length=16)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_bert_dir):
+    texts, intents = intent_pairs()
+    settings = TeacherSettings(model=str(tiny_bert_dir), **FAST)
+    teacher, history = fine_tune_teacher(texts, intents, settings, dev=(texts, intents), progress=False)
+    return teacher, history
+
+
+def test_fine_tuning_lowers_the_loss_and_learns_the_intents(trained):
+    teacher, history = trained
+    assert teacher.labels == ["goodbye", "greet", "order_pizza"]
+    assert history.epochs[-1].loss < 0.5 * history.epochs[0].loss
+    texts, intents = intent_pairs()
+    predicted = [teacher.labels[i] for i in teacher.logits(texts).argmax(axis=1)]
+    assert np.mean([p == g for p, g in zip(predicted, intents)]) >= 0.9
+    assert history.epochs[-1].dev_accuracy >= 0.9
+
+
+def test_logits_do_not_depend_on_batching(trained):
+    teacher, _ = trained
+    texts, _ = intent_pairs()
+    whole = teacher.logits(texts, batch_size=64)
+    ones = np.concatenate([teacher.logits([t], batch_size=1) for t in texts[:5]])
+    assert whole.shape == (len(texts), 3) and whole.dtype == np.float32
+    np.testing.assert_allclose(ones, whole[:5], atol=1e-5)
+
+
+def test_save_and_load_give_identical_logits(trained, tmp_path):
+    teacher, _ = trained
+    path = teacher.save(tmp_path / "teacher")
+    record = json.loads((path / "rasa_kd.json").read_text())
+    assert record["kind"] == "teacher" and record["labels"] == teacher.labels
+    assert record["versions"]["tensorflow"].startswith("2.12")
+    loaded = Teacher.load(path)
+    texts, _ = intent_pairs()
+    np.testing.assert_array_equal(loaded.logits(texts), teacher.logits(texts))
+    assert loaded.settings == teacher.settings and loaded.fingerprint == record["fingerprint"]
+
+
+def test_a_crash_while_saving_leaves_no_folder(trained, tmp_path, monkeypatch):
+    teacher, _ = trained
+
+    def fail(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(teacher.tokenizer, "save_pretrained", fail)
+    with pytest.raises(KeyboardInterrupt):
+        teacher.save(tmp_path / "teacher")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_damaged_or_incomplete_folders_fail_with_the_file_named(trained, tmp_path):
+    teacher, _ = trained
+    path = teacher.save(tmp_path / "teacher")
+    (path / "tf_model.h5").write_bytes(b"not weights")
+    with pytest.raises(ModelLoadError, match="tf_model.h5 does not match its checksum"):
+        Teacher.load(path)
+    (path / "rasa_kd.json").unlink()
+    with pytest.raises(ModelLoadError, match="has no rasa_kd.json"):
+        Teacher.load(path)
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"epochs": 0}, "'epochs' must be an integer from 1 to 1000, got 0"),
+        ({"epochs": "3"}, "'epochs' must be an integer from 1 to 1000, got '3' \\(str\\)"),
+        ({"batch_size": True}, "'batch_size' must be an integer"),
+        ({"learning_rate": -1}, "'learning_rate' must be a number in \\(0.0, 1.0\\]"),
+        ({"warmup_ratio": 1.0}, "'warmup_ratio' must be a number in \\[0.0, 1.0\\)"),
+        ({"max_seq_length": 4}, "'max_seq_length' must be an integer from 8 to 512, got 4"),
+        ({"model": ""}, "'model' must be a non-empty string or null"),
+        ({"epoch": 3}, "unknown setting\\(s\\) 'epoch'; allowed: model, epochs"),
+    ],
+)
+def test_bad_settings_name_the_key_and_what_is_allowed(values, message):
+    with pytest.raises(ConfigError, match=message):
+        TeacherSettings.from_dict(values)
+
+
+def test_learning_rate_accepts_yaml_1_1_strings():
+    assert TeacherSettings.from_dict({"learning_rate": "5e-5"}).learning_rate == 5e-5
+
+
+def test_one_intent_is_not_enough(tiny_bert_dir):
+    with pytest.raises(DataError, match="at least 2 intents"):
+        fine_tune_teacher(["hi", "hello"], ["greet", "greet"], TeacherSettings(model=str(tiny_bert_dir)), progress=False)
+
+
+def test_max_seq_length_beyond_the_model_is_refused(tiny_bert_dir):
+    texts, intents = intent_pairs()
+    settings = TeacherSettings(model=str(tiny_bert_dir), max_seq_length=256)
+    with pytest.raises(ConfigError, match="'max_seq_length' is 256 but .* supports at most 128"):
+        fine_tune_teacher(texts, intents, settings, progress=False)
+
+
+def test_missing_model_folders_are_explained(tmp_path):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        bert.resolve_model_dir(str(tmp_path / "nowhere"))
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ModelLoadError, match="neither tf_model.h5 nor model.safetensors"):
+        bert.resolve_model_dir(str(tmp_path))
+
+
+def test_the_packaged_default_model_loads_offline_with_a_new_head():
+    model_dir = bert.resolve_model_dir(None)
+    model = bert.load_sequence_classifier(model_dir, ["a", "b", "c"])
+    tokenizer = bert.load_tokenizer(model_dir)
+    assert model.config.hidden_size == 384 and model.config.num_hidden_layers == 6
+    ids = bert.encode(tokenizer, ["Hello wörld 😀"], 16)
+    assert ids == [[101, 7592, 2088, 100, 102]]
+    logits = bert.classifier_forward(model)(*bert.pad(ids, tokenizer.pad_token_id))
+    assert logits.shape == (1, 3)
+    # The encoder is the packaged one, not random: its word embedding matches the file.
+    from safetensors.numpy import load_file
+
+    stored = load_file(str(model_dir / "model.safetensors"))["embeddings.word_embeddings.weight"]
+    np.testing.assert_array_equal(model.get_input_embeddings().weight.numpy(), stored)
+
+
+def test_length_grouped_batches_cover_every_index_once():
+    lengths = [5, 1, 9, 3, 3, 7, 2, 8, 4, 6]
+    for rng in (None, np.random.default_rng(0)):
+        batches = bert.length_grouped_batches(lengths, 3, rng)
+        assert sorted(np.concatenate(batches).tolist()) == list(range(10))
+        assert all(len(b) <= 3 for b in batches)

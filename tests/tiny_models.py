@@ -1,0 +1,75 @@
+"""Tiny BERT models and intent data built locally, so tests take seconds and download nothing."""
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+# Three intents with their own words, so a 2-layer model learns them in a few epochs.
+INTENT_EXAMPLES: Dict[str, List[str]] = {
+    "greet": [
+        "hello", "hi there", "hello friend", "hey", "hi", "good morning", "hello there bot",
+        "hey there", "good evening", "hi friend", "morning", "hey bot",
+    ],
+    "goodbye": [
+        "bye", "goodbye", "see you later", "bye bye", "see you", "good night", "farewell",
+        "later bot", "bye friend", "goodbye bot", "see you soon", "night night",
+    ],
+    "order_pizza": [
+        "i want a pizza", "order a pizza", "pizza please", "can i get a pizza", "i would like pizza",
+        "one pizza with cheese", "order pizza now", "get me a pizza", "a large pizza", "pizza with ham",
+        "two pizzas please", "i want to order pizza",
+    ],
+}
+
+EXTRA_WORDS = (
+    "the a to me with and of is what how can you do it now please not that this".split()
+)
+
+
+def intent_pairs() -> Tuple[List[str], List[str]]:
+    """(texts, intents) of :data:`INTENT_EXAMPLES`."""
+    texts, intents = [], []
+    for intent, examples in INTENT_EXAMPLES.items():
+        texts.extend(examples)
+        intents.extend([intent] * len(examples))
+    return texts, intents
+
+
+def vocabulary() -> List[str]:
+    words = {w for examples in INTENT_EXAMPLES.values() for text in examples for w in text.split()}
+    words.update(EXTRA_WORDS)
+    return SPECIAL_TOKENS + sorted(words) + ["##s", "##ing", "##er"]
+
+
+def write_tiny_bert(folder: Path, hidden_size: int = 32, layers: int = 2, seed: int = 0) -> Path:
+    """Write a random 2-layer BERT (tf_model.h5, config.json, tokenizer) to ``folder``."""
+    import tensorflow as tf
+    from transformers import BertConfig, BertTokenizerFast, TFBertModel
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab_file = folder / "vocab.txt"
+    vocab_file.write_text("\n".join(vocabulary()) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True)
+    tokenizer.save_pretrained(str(folder))
+    config = BertConfig(
+        vocab_size=len(vocabulary()),
+        hidden_size=hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=hidden_size * 2,
+        max_position_embeddings=128,
+    )
+    tf.keras.utils.set_random_seed(seed)
+    model = TFBertModel(config)
+    model(model.dummy_inputs)
+    model.save_pretrained(str(folder))
+    return folder
+
+
+def write_nlu_file(path: Path, examples: Dict[str, List[str]] = INTENT_EXAMPLES) -> Path:
+    """A Rasa NLU YAML file of ``examples``."""
+    from rasa_kd.data.nlu_yaml import dump_nlu_yaml
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dump_nlu_yaml(path, examples)
+    return path
