@@ -1,0 +1,1 @@
+"""Rasa 3.6 graph components; each module registers one component with Rasa's recipe."""

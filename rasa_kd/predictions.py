@@ -1,0 +1,25 @@
+"""Intent predictions in Rasa's output contract: ``{"name", "confidence"}`` with plain floats."""
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+Prediction = Dict[str, Any]
+NO_INTENT: Prediction = {"name": None, "confidence": 0.0}
+
+
+def rank_intents(
+    probabilities: Optional[np.ndarray], labels: Sequence[str], ranking_length: int
+) -> Tuple[Prediction, List[Prediction]]:
+    """The top intent and the ranking sorted by confidence, cut to ``ranking_length`` (0 = all).
+
+    ``None`` (a text with nothing to classify) gives DIET's answer for an empty message:
+    ``{"name": None, "confidence": 0.0}`` and an empty ranking.
+    """
+    if probabilities is None:
+        return dict(NO_INTENT), []
+    # Stable sort on -p: ties keep label order, so the answer does not depend on float noise order.
+    order = np.argsort(-probabilities, kind="stable")
+    if ranking_length > 0:
+        order = order[:ranking_length]
+    ranking = [{"name": labels[i], "confidence": float(probabilities[i])} for i in order]
+    return dict(ranking[0]), ranking
