@@ -95,15 +95,15 @@ def load_sequence_classifier(model_dir: Path, labels: Sequence[str]):
             return TFAutoModelForSequenceClassification.from_pretrained(
                 str(model_dir), config=config, local_files_only=True, ignore_mismatched_sizes=True
             )
-        return _from_pytorch_safetensors(model_dir / SAFETENSORS_WEIGHTS, config)
+        return from_pytorch_safetensors(model_dir / SAFETENSORS_WEIGHTS, config, TFAutoModelForSequenceClassification)
 
 
-def _from_pytorch_safetensors(weights: Path, config):
+def from_pytorch_safetensors(weights: Path, config, auto_class):
+    """Build ``auto_class`` (a TFAutoModel... class) from ``config`` and fill it from PyTorch safetensors."""
     from safetensors.numpy import load_file
-    from transformers import TFAutoModelForSequenceClassification
     from transformers.modeling_tf_pytorch_utils import load_pytorch_state_dict_in_tf2_model
 
-    model = TFAutoModelForSequenceClassification.from_config(config)
+    model = auto_class.from_config(config)
     model(model.dummy_inputs, training=False)  # builds the variables
     try:
         state = load_file(str(weights))

@@ -48,16 +48,98 @@ def _run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+STAGE_HELP = {
+    "distill": "run every stage: teacher, augment, label, student, evaluate",
+    "teacher": "fine-tune the teacher on --train (or copy the one given by --teacher)",
+    "augment": "build the transfer set (training sentences + augmented ones)",
+    "label": "compute the teacher's logits for the transfer set (cached, resumable)",
+    "student": "train the student on the labelled transfer set",
+    "evaluate": "score teacher and student; write metrics.json, report.md and plots",
+}
+
+
+def _add_stage(subparsers: argparse._SubParsersAction, stage: str) -> None:
+    parser = subparsers.add_parser(
+        stage,
+        help=STAGE_HELP[stage],
+        description=f"{STAGE_HELP[stage]}. Settings come from --config (or OUT/config.yml from an earlier "
+        "stage), then the flags; the resolved config is saved as OUT/config.yml.",
+    )
+    parser.add_argument("--output", "-o", type=Path, required=True, metavar="OUT", help="the run's folder")
+    parser.add_argument("--config", "-c", type=Path, help="YAML config file (e.g. configs/distill/sara.yml)")
+    parser.add_argument("--train", help="Rasa YAML NLU training file (data.train)")
+    parser.add_argument("--dev", help="Rasa YAML NLU dev file (data.dev)")
+    parser.add_argument("--test", help="Rasa YAML NLU test file (data.test)")
+    parser.add_argument("--student", choices=("bilstm", "tinybert"), help="student architecture (student.type)")
+    parser.add_argument("--teacher", metavar="PATH", help="reuse a teacher folder or Rasa .tar.gz (teacher.path)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any setting, e.g. --set student.training.epochs=5 (repeatable)")
+    parser.add_argument("--force", action="store_true", help="redo stages even if their inputs did not change")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(run=_run_stage, stage=stage)
+
+
+def resolve_config(args: argparse.Namespace):
+    """--config (or OUT/config.yml), then the flags."""
+    from rasa_kd.distill.config import load_config, parse_override
+
+    base = args.config
+    if base is None and (args.output / "config.yml").is_file():
+        base = args.output / "config.yml"
+    overrides = {}
+    for flag, key in (("train", "data.train"), ("dev", "data.dev"), ("test", "data.test"),
+                      ("student", "student.type"), ("teacher", "teacher.path")):
+        if getattr(args, flag) is not None:
+            overrides[key] = getattr(args, flag)
+    for item in args.set:
+        keys, value = parse_override(item)
+        overrides[".".join(keys)] = value
+    return load_config(base, overrides)
+
+
+def _run_stage(args: argparse.Namespace) -> int:
+    from rasa_kd.distill import pipeline
+
+    config = resolve_config(args)
+    progress = not args.no_progress
+    if args.stage == "distill":
+        metrics = pipeline.distill(config, args.output, progress=progress, force=args.force)
+    else:
+        metrics = pipeline.run_stage(args.stage, config, args.output, progress=progress, force=args.force)
+    if args.stage in ("distill", "evaluate"):
+        _print_metrics(metrics)
+        print(f"wrote {args.output / 'metrics.json'} and {args.output / 'report.md'}")
+    else:
+        print(f"{args.stage}: done; output in {args.output}")
+    return 0
+
+
+def _print_metrics(metrics: dict) -> None:
+    print(f"{'model':<8} {'split':<6} {'accuracy':>9} {'micro-F1':>9} {'macro-F1':>9} {'MCC':>7} {'ms/sent':>8} {'params':>12}")
+    for name in ("teacher", "student"):
+        block = metrics[name]
+        for split, s in block["scores"].items():
+            print(f"{name:<8} {split:<6} {100 * s['accuracy']:>9.1f} {100 * s['micro_f1']:>9.1f} "
+                  f"{100 * s['macro_f1']:>9.1f} {100 * s['mcc']:>7.1f} {block['latency_ms']['batch_1']:>8.2f} {block['params']:>12,}")
+    r = metrics["ratios"]
+    print(f"student vs teacher: {r['params']:.1f}x fewer parameters, {r['latency_batch_1']:.1f}x faster at batch 1, "
+          f"{r['latency_batch_256']:.1f}x at batch 256")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rasa-kd", description="Distil BERT intent classifiers for Rasa.")
     parser.add_argument("--verbose", "-v", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_convert(subparsers)
+    for stage in STAGE_HELP:
+        _add_stage(subparsers, stage)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up notices
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # every model is a local folder
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"

@@ -37,6 +37,20 @@ def write_json(path: PathLike, data: Any) -> None:
         raise
 
 
+def write_text(path: PathLike, text: str) -> None:
+    """Write UTF-8 text, replacing ``path`` atomically."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 def read_json(path: PathLike) -> Any:
     """Read a UTF-8 JSON file."""
     with open(path, encoding="utf-8") as handle:

@@ -1,4 +1,5 @@
 """Typed settings with checks whose errors name the key, the value given and what is allowed."""
+import copy
 import dataclasses
 import math
 from typing import Any, Callable, Dict, Mapping, Optional, Type, TypeVar
@@ -11,7 +12,10 @@ Check = Callable[[str, Any], Any]  # (key, value) -> normalised value, or raises
 
 def setting(default: Any, help: str, check: Check) -> Any:
     """Declare a dataclass field with its help text and its check."""
-    return dataclasses.field(default=default, metadata={"help": help, "check": check})
+    metadata = {"help": help, "check": check}
+    if dataclasses.is_dataclass(default) or isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def _describe(value: Any) -> str:
@@ -89,22 +93,81 @@ def _range_text(minimum: Optional[int], maximum: Optional[int]) -> str:
     return ""
 
 
-def from_mapping(cls: Type[T], values: Mapping[str, Any], owner: str, ignore: tuple = ()) -> T:
-    """Build settings ``cls`` from ``values``, checking every key; ``owner`` prefixes the errors."""
+def from_mapping(cls: Type[T], values: Mapping[str, Any], owner: Optional[str], ignore: tuple = (), prefix: str = "") -> T:
+    """Build settings ``cls`` from ``values``, checking every key.
+
+    Errors name the full dotted key (``student.training.epochs``) and start with ``owner``.
+    """
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    lead = f"{owner}: " if owner else ""
     unknown = sorted(set(values) - set(fields) - set(ignore))
     if unknown:
-        raise ConfigError(f"{owner}: unknown setting(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(fields)}")
+        names = ", ".join(repr(prefix + name) for name in unknown)
+        raise ConfigError(f"{lead}unknown setting(s) {names}; allowed: {', '.join(prefix + f for f in fields)}")
     checked: Dict[str, Any] = {}
     for name, value in values.items():
         if name in fields:
             try:
-                checked[name] = fields[name].metadata["check"](name, value)
+                checked[name] = fields[name].metadata["check"](prefix + name, value)
             except ConfigError as error:
-                raise ConfigError(f"{owner}: {error}") from None
+                raise ConfigError(f"{lead}{error}") from None
     return cls(**checked)
 
 
 def help_texts(cls: Type) -> Dict[str, str]:
     """Field name -> help text."""
     return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
+
+
+def section(cls: Type[T]) -> Check:
+    """A nested mapping checked as settings ``cls``; an instance of ``cls`` passes as it is."""
+
+    def check(key: str, value: Any) -> T:
+        if isinstance(value, cls):
+            return value
+        if value is None:
+            return cls()
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"'{key}' must be a mapping of settings, got {_describe(value)}")
+        return from_mapping(cls, value, owner=None, prefix=f"{key}.")
+
+    return check
+
+
+def optional_integer(minimum: Optional[int] = None, maximum: Optional[int] = None) -> Check:
+    """None or an int within [minimum, maximum]."""
+    inner = integer(minimum, maximum)
+
+    def check(key: str, value: Any) -> Optional[int]:
+        return None if value is None else inner(key, value)
+
+    return check
+
+
+def boolean() -> Check:
+    """True or False."""
+
+    def check(key: str, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"'{key}' must be true or false, got {_describe(value)}")
+        return value
+
+    return check
+
+
+def optional_int_list(minimum: int = 0) -> Check:
+    """None or a list of ints >= minimum."""
+
+    def check(key: str, value: Any) -> Optional[list]:
+        if value is None:
+            return None
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in value):
+            raise ConfigError(f"'{key}' must be null or a list of integers >= {minimum}, got {_describe(value)}")
+        return list(value)
+
+    return check
+
+
+def to_plain(settings: Any) -> Any:
+    """Settings as plain dicts/lists, for YAML and JSON records."""
+    return dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else settings

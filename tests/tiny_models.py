@@ -73,3 +73,50 @@ def write_nlu_file(path: Path, examples: Dict[str, List[str]] = INTENT_EXAMPLES)
     path.parent.mkdir(parents=True, exist_ok=True)
     dump_nlu_yaml(path, examples)
     return path
+
+
+# Held-out sentences for dev and test: new word orders of the same vocabulary.
+DEV_EXAMPLES: Dict[str, List[str]] = {
+    "greet": ["hello hello", "hi bot", "good morning friend"],
+    "goodbye": ["bye bot", "see you friend", "good night bot"],
+    "order_pizza": ["pizza now please", "i want pizza", "order one pizza"],
+}
+TEST_EXAMPLES: Dict[str, List[str]] = {
+    "greet": ["hey friend", "hello there", "hi hi"],
+    "goodbye": ["bye now", "later friend", "goodbye friend"],
+    "order_pizza": ["a pizza please", "get pizza", "i would like a pizza please"],
+}
+
+
+def write_splits(folder: Path) -> Dict[str, Path]:
+    """train.yml / dev.yml / test.yml of the tiny intent data."""
+    return {
+        "train": write_nlu_file(folder / "train.yml", INTENT_EXAMPLES),
+        "dev": write_nlu_file(folder / "dev.yml", DEV_EXAMPLES),
+        "test": write_nlu_file(folder / "test.yml", TEST_EXAMPLES),
+    }
+
+
+def write_tiny_gpt2(folder: Path, seed: int = 0) -> Path:
+    """A random 2-layer GPT-2 with a byte-level tokenizer of 256 symbols and no merges."""
+    import json
+
+    import tensorflow as tf
+    from transformers import GPT2Config, GPT2TokenizerFast, TFGPT2LMHeadModel
+    from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
+
+    folder.mkdir(parents=True, exist_ok=True)
+    symbols = list(bytes_to_unicode().values())
+    vocab = {symbol: i for i, symbol in enumerate(symbols)}
+    vocab["<|endoftext|>"] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+    tokenizer = GPT2TokenizerFast(vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt"))
+    tokenizer.save_pretrained(str(folder))
+    config = GPT2Config(vocab_size=len(vocab), n_positions=64, n_embd=32, n_layer=2, n_head=2,
+                        bos_token_id=len(vocab) - 1, eos_token_id=len(vocab) - 1)
+    tf.keras.utils.set_random_seed(seed)
+    model = TFGPT2LMHeadModel(config)
+    model(model.dummy_inputs)
+    model.save_pretrained(str(folder))
+    return folder

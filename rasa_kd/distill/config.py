@@ -1,0 +1,218 @@
+"""Every setting of a distillation run, in one YAML file; flags override it; the resolved config is
+saved in the output folder."""
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional
+
+import yaml
+
+from rasa_kd.errors import ConfigError
+from rasa_kd.settings import (
+    boolean,
+    from_mapping,
+    integer,
+    number,
+    one_of,
+    optional_int_list,
+    optional_integer,
+    optional_text,
+    section,
+    setting,
+    to_plain,
+)
+from rasa_kd.teacher import TeacherSettings
+
+
+@dataclass
+class DataSettings:
+    train: Optional[str] = setting(None, "Rasa YAML NLU file with the training examples", optional_text())
+    dev: Optional[str] = setting(None, "Rasa YAML NLU file for early stopping and scores", optional_text())
+    test: Optional[str] = setting(None, "Rasa YAML NLU file scored at the end (optional)", optional_text())
+    retrieval_intents: str = setting("full", "label of 'faq/ask_x' examples: 'full' or 'base' ('faq')", one_of("full", "base"))
+
+
+@dataclass
+class TeacherStageSettings(TeacherSettings):
+    path: Optional[str] = setting(
+        None,
+        "reuse a fine-tuned teacher: a folder saved by rasa-kd or a Rasa model .tar.gz with rasa_kd.BertIntentClassifier",
+        optional_text(),
+    )
+
+
+@dataclass
+class RuleAugmentation:
+    """Tang et al. 2019: per word, mask with p_mask, else replace with p_replace; then n-gram sampling."""
+
+    mask_prob: float = setting(0.1, "chance a word becomes [MASK] ([UNK] for the student)", number(0.0, 1.0))
+    replace_prob: float = setting(
+        0.1, "chance a word is replaced by a WordPiece-embedding neighbour (the paper's POS-guided swap)", number(0.0, 1.0)
+    )
+    neighbours: int = setting(10, "replacement drawn from this many nearest whole-word WordPieces", integer(1, 1000))
+    ngram_prob: float = setting(0.25, "chance the sentence is cut to a random n-gram", number(0.0, 1.0))
+    ngram_min: int = setting(1, "shortest n-gram kept", integer(1, 100))
+    ngram_max: int = setting(5, "longest n-gram kept", integer(1, 100))
+
+
+@dataclass
+class GPT2Augmentation:
+    """Tang & Lin 2019: fine-tune a GPT-2 LM on the training sentences and sample new ones."""
+
+    model: Optional[str] = setting(None, "local Hugging Face folder of a TF-loadable GPT-2 (no download is possible)", optional_text())
+    epochs: int = setting(3, "LM fine-tuning passes over the training sentences", integer(0, 1000))
+    batch_size: int = setting(16, "sentences per LM training step", integer(1, 4096))
+    learning_rate: float = setting(5e-5, "AdamW learning rate for the LM", number(0.0, 1.0, min_inclusive=False))
+    max_length: int = setting(32, "GPT-2 tokens sampled per sentence at most", integer(2, 1024))
+    top_k: int = setting(0, "sample from the k most likely tokens (0: off)", integer(0))
+    top_p: float = setting(0.9, "nucleus sampling mass (1.0: off)", number(0.0, 1.0, min_inclusive=False))
+    temperature: float = setting(1.0, "sampling temperature", number(0.0, 100.0, min_inclusive=False))
+    sample_batch_size: int = setting(64, "sentences sampled per generate() call", integer(1, 4096))
+
+
+@dataclass
+class TransferSetSettings:
+    size_multiplier: float = setting(10.0, "transfer set size as a multiple of the training set (training sentences included)", number(1.0, 1e6))
+    size: Optional[int] = setting(None, "absolute transfer set size; overrides size_multiplier", optional_integer(1))
+    augmentation: str = setting("rules", "how new sentences are made: rules, gpt2, rules+gpt2, or none", one_of("rules", "gpt2", "rules+gpt2", "none"))
+    rules: RuleAugmentation = setting(RuleAugmentation(), "Tang et al. 2019 rules", section(RuleAugmentation))
+    gpt2: GPT2Augmentation = setting(GPT2Augmentation(), "GPT-2 generation", section(GPT2Augmentation))
+    unlabelled_file: Optional[str] = setting(None, "text file of unlabelled in-domain sentences, one a line, added first", optional_text())
+    random_seed: int = setting(42, "seed of the augmentation", integer(0, 2**32 - 1))
+
+
+@dataclass
+class LabellingSettings:
+    batch_size: int = setting(128, "sentences per teacher call", integer(1, 65536))
+    shard_size: int = setting(4096, "sentences per cache file; a killed run loses at most one shard of work", integer(1, 10**7))
+    cache_dir: Optional[str] = setting(None, "where logits are cached (default: OUTPUT/cache)", optional_text())
+
+
+@dataclass
+class BiLSTMSettings:
+    """Tang et al. 2019 / the thesis: embeddings -> BiLSTM -> ReLU layer -> logits."""
+
+    layers: int = setting(1, "stacked BiLSTM layers", integer(1, 8))
+    hidden_units: int = setting(300, "LSTM units per direction", integer(1, 4096))
+    dense_units: int = setting(400, "units of the ReLU layer", integer(1, 8192))
+    dropout: float = setting(0.1, "dropout after the BiLSTM and the ReLU layer", number(0.0, 1.0, max_inclusive=False))
+    embeddings: str = setting("teacher", "initial embeddings: the teacher's WordPiece rows, or random", one_of("teacher", "random"))
+    multichannel: bool = setting(False, "a frozen copy of the teacher embeddings beside the trained ones", boolean())
+    max_seq_length: int = setting(64, "WordPiece tokens per sentence", integer(4, 512))
+
+
+@dataclass
+class TinyBertSettings:
+    """A small BERT; thesis: 5 layers, hidden 204, 3 heads, intermediate 750 (~2.4M parameters)."""
+
+    layers: int = setting(5, "Transformer layers", integer(1, 48))
+    hidden_size: int = setting(204, "hidden size (a multiple of heads)", integer(8, 4096))
+    heads: int = setting(3, "attention heads", integer(1, 64))
+    intermediate_size: int = setting(750, "feed-forward size", integer(8, 16384))
+    dropout: float = setting(0.1, "hidden and attention dropout", number(0.0, 1.0, max_inclusive=False))
+    init: str = setting(
+        "random",
+        "random, or teacher: copy teacher layers (needs the teacher's hidden and intermediate sizes)",
+        one_of("random", "teacher"),
+    )
+    teacher_layers: Optional[List[int]] = setting(None, "teacher layers (0-based) copied into the student; default: evenly spaced", optional_int_list(0))
+    max_seq_length: int = setting(64, "WordPiece tokens per sentence", integer(4, 512))
+
+
+@dataclass
+class StudentTrainingSettings:
+    epochs: int = setting(30, "passes over the transfer set at most", integer(1, 10000))
+    batch_size: int = setting(64, "sentences per step", integer(1, 65536))
+    learning_rate: float = setting(1e-3, "peak Adam learning rate", number(0.0, 1.0, min_inclusive=False))
+    schedule: str = setting("linear", "learning rate after warm-up: linear decay to 0, cosine, or constant", one_of("linear", "cosine", "constant"))
+    warmup_ratio: float = setting(0.05, "share of steps with linear warm-up", number(0.0, 1.0, max_inclusive=False))
+    loss: str = setting("mse", "soft-target loss: mse on logits (Tang et al.) or kl at temperature T (Hinton et al.)", one_of("mse", "kl"))
+    temperature: float = setting(2.0, "T for the kl loss (scaled by T^2)", number(0.0, 100.0, min_inclusive=False))
+    alpha: float = setting(0.0, "weight of hard-label cross-entropy (on sentences with a gold intent); 1-alpha on the soft loss", number(0.0, 1.0))
+    hidden_loss_weight: float = setting(0.0, "tiny-BERT: TinyBERT hidden-state MSE through a learned projection", number(0.0, 1e6))
+    attention_loss_weight: float = setting(0.0, "tiny-BERT: TinyBERT attention-map MSE (head-averaged)", number(0.0, 1e6))
+    early_stopping_patience: int = setting(5, "epochs without a better dev score before stopping (0: never stop early)", integer(0, 10000))
+    dev_metric: str = setting("accuracy", "dev score that picks model-best", one_of("accuracy", "micro_f1", "macro_f1", "mcc"))
+    clip_norm: float = setting(1.0, "gradient clipping by global norm", number(0.0, 1e6, min_inclusive=False))
+    random_seed: int = setting(42, "seed for initialisation, dropout and batch order", integer(0, 2**32 - 1))
+
+
+@dataclass
+class StudentStageSettings:
+    type: str = setting("bilstm", "the student architecture", one_of("bilstm", "tinybert"))
+    bilstm: BiLSTMSettings = setting(BiLSTMSettings(), "BiLSTM student", section(BiLSTMSettings))
+    tinybert: TinyBertSettings = setting(TinyBertSettings(), "tiny-BERT student", section(TinyBertSettings))
+    training: StudentTrainingSettings = setting(StudentTrainingSettings(), "student training", section(StudentTrainingSettings))
+
+
+@dataclass
+class EvaluationSettings:
+    latency_sentences: int = setting(200, "single-sentence calls timed for batch-1 latency", integer(1, 100000))
+    latency_batches: int = setting(3, "batches of 256 timed for per-example latency", integer(1, 1000))
+
+
+@dataclass
+class DistillConfig:
+    data: DataSettings = setting(DataSettings(), "input files", section(DataSettings))
+    teacher: TeacherStageSettings = setting(TeacherStageSettings(), "the teacher", section(TeacherStageSettings))
+    transfer_set: TransferSetSettings = setting(TransferSetSettings(), "the transfer set", section(TransferSetSettings))
+    labelling: LabellingSettings = setting(LabellingSettings(), "teacher logits", section(LabellingSettings))
+    student: StudentStageSettings = setting(StudentStageSettings(), "the student", section(StudentStageSettings))
+    evaluation: EvaluationSettings = setting(EvaluationSettings(), "scores and latency", section(EvaluationSettings))
+
+
+def parse_override(text: str) -> tuple:
+    """``"student.training.epochs=3"`` -> (["student", "training", "epochs"], 3); the value is YAML."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects KEY=VALUE (e.g. student.training.epochs=3), got {text!r}")
+    parsed = yaml.safe_load(value) if value.strip() else None
+    if isinstance(parsed, str):
+        try:  # YAML 1.1 reads "5e-4" as a string
+            parsed = float(parsed)
+        except ValueError:
+            pass
+    return key.strip().split("."), parsed
+
+
+def _merge(base: Dict[str, Any], keys: List[str], value: Any) -> None:
+    node = base
+    for key in keys[:-1]:
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"cannot set {'.'.join(keys)}: {key!r} is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def load_config(path: Optional[Path] = None, overrides: Optional[Mapping[str, Any]] = None) -> DistillConfig:
+    """Read ``path`` (YAML), apply dotted ``overrides`` ({"student.type": "tinybert"}), check everything."""
+    values: Dict[str, Any] = {}
+    owner = "distillation config"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML: {error}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections, found {type(values).__name__}")
+        owner = str(path)
+    for dotted, value in (overrides or {}).items():
+        _merge(values, dotted.split("."), value)
+    return from_mapping(DistillConfig, values, owner)
+
+
+def save_config(config: DistillConfig, path: Path) -> None:
+    """Write the resolved config as YAML (every setting, defaults included)."""
+    from rasa_kd.io_utils import write_text
+
+    write_text(path, yaml.safe_dump(to_plain(config), sort_keys=False, allow_unicode=True))
+
+
+def config_dict(config: DistillConfig) -> Dict[str, Any]:
+    return dataclasses.asdict(config)

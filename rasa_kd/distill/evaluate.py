@@ -1,0 +1,191 @@
+"""Scores, sizes and latencies of the teacher and the student, measured in the same run, and the
+human-readable report with plots."""
+import logging
+import statistics
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from rasa_kd.metrics import classification_scores
+
+logger = logging.getLogger(__name__)
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def measure_latency(model, sentences: Sequence[str], single_calls: int, batches: int) -> Dict[str, float]:
+    """Median wall time of one sentence (tokenization included) and per example in batches of 256."""
+    model.logits(list(sentences[:2]))  # trace the graph before timing
+    model.logits(list(sentences[:1]))
+    single = []
+    for i in range(single_calls):
+        text = sentences[i % len(sentences)]
+        start = time.perf_counter()
+        model.logits([text])
+        single.append((time.perf_counter() - start) * 1000)
+    batch = [sentences[i % len(sentences)] for i in range(256)]
+    per_example = []
+    for _ in range(batches):
+        start = time.perf_counter()
+        model.logits(batch, batch_size=256)
+        per_example.append((time.perf_counter() - start) * 1000 / 256)
+    return {
+        "batch_1": statistics.median(single),
+        "batch_1_p90": float(np.percentile(single, 90)),
+        "batch_256_per_example": statistics.median(per_example),
+    }
+
+
+def score_models(models: Dict[str, object], splits: Dict[str, Tuple[List[str], List[str]]]):
+    """Scores per model and split, and the predictions (for agreement and confusion plots)."""
+    scores: Dict[str, Dict[str, dict]] = {name: {} for name in models}
+    predictions: Dict[str, Dict[str, List[str]]] = {name: {} for name in models}
+    for split, (texts, gold) in splits.items():
+        for name, model in models.items():
+            predicted = [model.labels[i] for i in model.logits(texts).argmax(axis=1)]
+            predictions[name][split] = predicted
+            scores[name][split] = classification_scores(gold, predicted)
+    return scores, predictions
+
+
+def agreement(a: Sequence[str], b: Sequence[str]) -> float:
+    return float(np.mean([x == y for x, y in zip(a, b)])) if a else 0.0
+
+
+# --- plots ---------------------------------------------------------------------------------------
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusion(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str], title: str, path: Path) -> None:
+    plt = _pyplot()
+    index = {label: i for i, label in enumerate(labels)}
+    matrix = np.zeros((len(labels), len(labels)))
+    for g, p in zip(gold, predicted):
+        if g in index and p in index:
+            matrix[index[g], index[p]] += 1
+    rows = matrix.sum(axis=1, keepdims=True)
+    normalised = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
+    size = max(5.0, min(0.22 * len(labels) + 2, 18.0))
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)))
+    ax.set_yticks(range(len(labels)))
+    font = 8 if len(labels) <= 20 else 5
+    ax.set_xticklabels(labels, rotation=90, fontsize=font)
+    ax.set_yticklabels(labels, fontsize=font)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, fraction=0.046, label="share of the gold row")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_training(epochs: List[dict], metric: str, path: Path) -> None:
+    plt = _pyplot()
+    fig, left = plt.subplots(figsize=(7, 4))
+    x = [e["epoch"] for e in epochs]
+    left.plot(x, [e["loss"] for e in epochs], "o-", color="tab:red", label="train loss")
+    left.set_xlabel("epoch")
+    left.set_ylabel("train loss", color="tab:red")
+    right = left.twinx()
+    right.plot(x, [e["dev"][metric] for e in epochs], "s-", color="tab:blue", label=f"dev {metric}")
+    right.set_ylabel(f"dev {metric}", color="tab:blue")
+    left.set_title("student training")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_agreement(scores: Dict[str, Dict[str, dict]], agreements: Dict[str, float], metric: str, path: Path) -> None:
+    plt = _pyplot()
+    splits = list(agreements)
+    width = 0.27
+    fig, ax = plt.subplots(figsize=(max(5, 2.5 * len(splits)), 4))
+    positions = np.arange(len(splits))
+    ax.bar(positions - width, [scores["teacher"][s][metric] for s in splits], width, label=f"teacher {metric}")
+    ax.bar(positions, [scores["student"][s][metric] for s in splits], width, label=f"student {metric}")
+    ax.bar(positions + width, [agreements[s] for s in splits], width, label="student = teacher")
+    ax.set_xticks(positions)
+    ax.set_xticklabels(splits)
+    ax.set_ylim(0, 1.05)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title("teacher-student agreement")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+def _pct(value: Optional[float]) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def write_report(metrics: dict, path: Path, plots: Dict[str, str]) -> None:
+    from rasa_kd.io_utils import write_text
+
+    teacher, student = metrics["teacher"], metrics["student"]
+    splits = list(teacher["scores"])
+    lines = [
+        f"# Distillation report: {student['kind']} student",
+        "",
+        f"Written by rasa-kd {metrics['versions'].get('rasa-kd', '?')} on {metrics['date']}; the figures are in `metrics.json`.",
+        "",
+        "## Scores",
+        "",
+        "| model | split | accuracy | micro-F1 | macro-F1 | MCC | agreement with teacher |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, block in (("teacher", teacher), ("student", student)):
+        for split in splits:
+            s = block["scores"][split]
+            agree = _pct(student["agreement_with_teacher"][split]) if name == "student" else "-"
+            lines.append(f"| {name} | {split} ({s['examples']}) | {_pct(s['accuracy'])} | {_pct(s['micro_f1'])} | "
+                         f"{_pct(s['macro_f1'])} | {_pct(s['mcc'])} | {agree} |")
+    lines += [
+        "",
+        "## Size and speed (measured in the same run)",
+        "",
+        "| model | parameters | size on disk | latency, batch 1 | per example, batch 256 |",
+        "|---|---|---|---|---|",
+    ]
+    for name, block in (("teacher", teacher), ("student", student)):
+        latency = block["latency_ms"]
+        lines.append(f"| {name} | {block['params']:,} | {block['size_bytes'] / 1e6:.1f} MB | "
+                     f"{latency['batch_1']:.2f} ms | {latency['batch_256_per_example']:.3f} ms |")
+    ratios = metrics["ratios"]
+    lines += [
+        "",
+        f"The student is {ratios['params']:.1f}x smaller in parameters, {ratios['size_bytes']:.1f}x on disk, "
+        f"{ratios['latency_batch_1']:.1f}x faster at batch 1 and {ratios['latency_batch_256']:.1f}x at batch 256.",
+        "",
+        "## Transfer set",
+        "",
+    ]
+    ts = metrics["transfer_set"]
+    lines.append(f"{ts['size']} sentences (asked for {ts['target_size']}): " +
+                 ", ".join(f"{count} {source}" for source, count in ts["by_source"].items() if count) + ".")
+    lines.append(f"Dropped because they occur in dev or test: {ts['dropped_dev_test'] or 'none'}; "
+                 f"duplicates dropped: {ts['dropped_duplicates'] or 'none'}.")
+    lines += ["", "## Stages", "", "| stage | wall time |", "|---|---|"]
+    for stage, info in metrics["stages"].items():
+        lines.append(f"| {stage} | {info['seconds']:.0f} s |")
+    lines += ["", "## Plots", ""]
+    for title, file in plots.items():
+        lines += [f"### {title}", "", f"![{title}]({file})", ""]
+    write_text(path, "\n".join(lines) + "\n")

@@ -1,0 +1,174 @@
+"""The transfer set: the training sentences plus new, unlabelled ones for the teacher to label.
+
+Sentences are deduplicated (case- and whitespace-insensitively) and no sentence of dev or test ever
+enters, not even a training sentence that also occurs in dev or test; every drop is counted.
+"""
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from rasa_kd.errors import DataError
+from rasa_kd.io_utils import sha256_file
+
+logger = logging.getLogger(__name__)
+
+SOURCES = ("train", "unlabelled", "rules", "gpt2")
+
+
+def sentence_key(text: str) -> str:
+    """What makes two sentences the same: case and whitespace do not count."""
+    return " ".join(text.lower().split())
+
+
+@dataclass
+class TransferSet:
+    texts: List[str] = field(default_factory=list)
+    sources: List[str] = field(default_factory=list)
+    intents: List[Optional[str]] = field(default_factory=list)  # gold intent of training sentences
+    stats: Dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def save(self, path: Path) -> None:
+        """One JSON object per line (text, source, intent), written atomically."""
+        from rasa_kd.io_utils import write_text
+
+        lines = (
+            json.dumps({"text": t, "source": s, "intent": i}, ensure_ascii=False)
+            for t, s, i in zip(self.texts, self.sources, self.intents)
+        )
+        write_text(path, "".join(line + "\n" for line in lines))
+
+    @classmethod
+    def load(cls, path: Path) -> "TransferSet":
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"transfer set {path} does not exist; run `rasa-kd augment` first")
+        result = cls()
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                try:
+                    row = json.loads(line)
+                    text, source, intent = row["text"], row["source"], row.get("intent")
+                except (ValueError, KeyError, TypeError) as error:
+                    raise DataError(f"{path}, line {number}: not a transfer-set row ({error})") from None
+                result.texts.append(text)
+                result.sources.append(source)
+                result.intents.append(intent)
+        return result
+
+
+class _Builder:
+    def __init__(self, target: int, held_out: Sequence[str]):
+        self.target = target
+        self.held_out = {sentence_key(t) for t in held_out}
+        self.seen: set = set()
+        self.result = TransferSet()
+        self.dropped_held_out: Counter = Counter()
+        self.dropped_duplicates: Counter = Counter()
+        self.dropped_empty: Counter = Counter()
+
+    @property
+    def full(self) -> bool:
+        return len(self.result) >= self.target
+
+    def add(self, text: str, source: str, intent: Optional[str] = None) -> bool:
+        text = " ".join(text.split())
+        key = sentence_key(text)
+        if not key:
+            self.dropped_empty[source] += 1
+            return False
+        if key in self.held_out:
+            self.dropped_held_out[source] += 1
+            return False
+        if key in self.seen:
+            self.dropped_duplicates[source] += 1
+            return False
+        self.seen.add(key)
+        self.result.texts.append(text)
+        self.result.sources.append(source)
+        self.result.intents.append(intent)
+        return True
+
+    def fill(self, source: str, generate: Callable[[int], List[str]], quota: int, patience: int = 20) -> int:
+        """Add generated sentences until ``quota`` were added or generation stops finding new ones."""
+        added, fruitless = 0, 0
+        while added < quota and not self.full and fruitless < patience:
+            wanted = min(quota - added, self.target - len(self.result))
+            batch = generate(max(wanted, 16))
+            new = 0
+            for text in batch:
+                if added >= quota or self.full:
+                    break
+                if self.add(text, source):
+                    added += 1
+                    new += 1
+            fruitless = 0 if new else fruitless + 1
+        return added
+
+
+def build_transfer_set(
+    train_texts: Sequence[str],
+    train_intents: Sequence[str],
+    held_out_texts: Sequence[str],
+    settings,
+    rule_augmenter=None,
+    gpt2_generator: Optional[Callable[[int], List[str]]] = None,
+) -> TransferSet:
+    """Training sentences first, then unlabelled-file sentences, then augmented ones up to the size."""
+    target = settings.size if settings.size is not None else int(round(settings.size_multiplier * len(train_texts)))
+    builder = _Builder(target, held_out_texts)
+    for text, intent in zip(train_texts, train_intents):
+        builder.add(text, "train", intent)
+    train_kept = len(builder.result)
+    if settings.unlabelled_file:
+        for line in _read_unlabelled(Path(settings.unlabelled_file)):
+            if builder.full:
+                break
+            builder.add(line, "unlabelled")
+    rng = np.random.default_rng(settings.random_seed)
+    kept_train = [t for t, s in zip(builder.result.texts, builder.result.sources) if s == "train"] or list(train_texts)
+    generators = []
+    if "rules" in settings.augmentation and rule_augmenter is not None:
+        generators.append(("rules", lambda n: [rule_augmenter(kept_train[i]) for i in rng.integers(0, len(kept_train), n)]))
+    if "gpt2" in settings.augmentation and gpt2_generator is not None:
+        generators.append(("gpt2", gpt2_generator))
+    for position, (source, generate) in enumerate(generators):
+        remaining = target - len(builder.result)
+        # With two generators each makes its share; the last one fills what is left.
+        quota = remaining if position == len(generators) - 1 else remaining // (len(generators) - position)
+        builder.fill(source, generate, quota)
+    result = builder.result
+    counts = Counter(result.sources)
+    if len(result) < target:
+        logger.warning("transfer set has %d sentences, fewer than the %d asked for: the generators stopped finding new sentences", len(result), target)
+    result.stats = {
+        "size": len(result),
+        "target_size": target,
+        "by_source": {source: counts.get(source, 0) for source in SOURCES},
+        "training_sentences": len(train_texts),
+        "training_sentences_kept": train_kept,
+        "dropped_dev_test": dict(builder.dropped_held_out),
+        "dropped_duplicates": dict(builder.dropped_duplicates),
+        "dropped_empty": dict(builder.dropped_empty),
+    }
+    return result
+
+
+def _read_unlabelled(path: Path) -> List[str]:
+    if not path.is_file():
+        raise DataError(f"unlabelled sentences file {path} does not exist ('transfer_set.unlabelled_file')")
+    try:
+        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 ({error})") from None
+
+
+def transfer_set_fingerprint(path: Path) -> str:
+    return sha256_file(path)

@@ -1,0 +1,278 @@
+"""The distillation stages on tiny models: teacher, transfer set, labelling, students, evaluation."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from rasa_kd import cli
+from rasa_kd.distill import pipeline
+from rasa_kd.distill.config import load_config
+from rasa_kd.distill.labelling import label_transfer_set
+from rasa_kd.distill.transfer_set import TransferSet, sentence_key
+from rasa_kd.errors import ConfigError, ModelLoadError
+from rasa_kd.student import StudentModel
+from rasa_kd.teacher import Teacher
+from tests.tiny_models import DEV_EXAMPLES, TEST_EXAMPLES, vocabulary, write_splits
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "teacher.epochs": 25, "teacher.batch_size": 8, "teacher.learning_rate": 2e-3, "teacher.max_seq_length": 16,
+    "transfer_set.size": 400, "labelling.shard_size": 64, "labelling.batch_size": 32,
+    "student.bilstm.hidden_units": 16, "student.bilstm.dense_units": 16, "student.bilstm.max_seq_length": 16,
+    "student.tinybert.layers": 2, "student.tinybert.hidden_size": 16, "student.tinybert.heads": 2,
+    "student.tinybert.intermediate_size": 32, "student.tinybert.max_seq_length": 16,
+    "student.training.epochs": 12, "student.training.batch_size": 16, "student.training.learning_rate": 5e-3,
+    "evaluation.latency_sentences": 10, "evaluation.latency_batches": 1,
+}
+
+
+def tiny_config(data, bert_dir, **extra):
+    return load_config(None, {**TINY, "data.train": str(data["train"]), "data.dev": str(data["dev"]),
+                              "data.test": str(data["test"]), "teacher.model": str(bert_dir), **extra})
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_splits(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def bilstm_run(tmp_path_factory, data, tiny_bert_dir):
+    """A whole `distill` with the BiLSTM student."""
+    out = tmp_path_factory.mktemp("run") / "bilstm"
+    metrics = pipeline.distill(tiny_config(data, tiny_bert_dir), out, progress=False)
+    return out, metrics
+
+
+def dev_test_keys():
+    return {sentence_key(t) for examples in (DEV_EXAMPLES, TEST_EXAMPLES) for e in examples.values() for t in e}
+
+
+def test_distill_writes_every_output(bilstm_run):
+    out, metrics = bilstm_run
+    for name in ("config.yml", "teacher/rasa_kd.json", "transfer_set.jsonl", "transfer_set.json", "student/student.json",
+                 "checkpoints/model-best/student.json", "checkpoints/model-last/student.json", "metrics.json", "report.md",
+                 "plots/confusion_student.png", "plots/training.png", "plots/agreement.png", "stages.json", "student_training.json"):
+        assert (out / name).exists(), name
+    assert list((out / "checkpoints" / "tensorboard").glob("events.out.tfevents.*"))
+    for model in ("teacher", "student"):
+        block = metrics[model]
+        assert block["params"] > 0 and block["size_bytes"] > 0
+        assert set(block["scores"]) == {"dev", "test"}
+        assert set(block["scores"]["test"]) == {"examples", "accuracy", "macro_f1", "micro_f1", "mcc"}
+        assert block["latency_ms"]["batch_1"] > 0 and block["latency_ms"]["batch_256_per_example"] > 0
+    assert metrics["transfer_set"]["size"] == 400
+    assert set(metrics["stages"]) == {"teacher", "augment", "label", "student", "evaluate"}
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["ratios"]["params"] == pytest.approx(metrics["teacher"]["params"] / metrics["student"]["params"])
+    report = (out / "report.md").read_text()
+    assert "| student | test (9) |" in report and "![Training curves](plots/training.png)" in report
+    resolved = yaml.safe_load((out / "config.yml").read_text())
+    assert resolved["student"]["training"]["epochs"] == 12 and Path(resolved["data"]["train"]).is_absolute()
+
+
+def test_the_student_learns_from_the_teacher(bilstm_run):
+    out, metrics = bilstm_run
+    history = json.loads((out / "student_training.json").read_text())
+    losses = [epoch["loss"] for epoch in history["epochs"]]
+    assert losses[-1] < 0.5 * losses[0]
+    # Three intents: chance is 1/3.
+    assert metrics["student"]["agreement_with_teacher"]["dev"] >= 0.75
+    assert metrics["student"]["scores"]["test"]["accuracy"] >= 0.6
+
+
+def test_no_dev_or_test_sentence_is_in_the_transfer_set(bilstm_run):
+    out, _ = bilstm_run
+    transfer = TransferSet.load(out / "transfer_set.jsonl")
+    assert not {sentence_key(t) for t in transfer.texts} & dev_test_keys()
+
+
+def test_the_student_round_trips_with_identical_predictions(bilstm_run, tmp_path):
+    out, _ = bilstm_run
+    student = StudentModel.load(out / "student")
+    texts = ["hello friend", "i want a pizza with cheese", "bye bye", "unknownword 😀", ""]
+    copy = student.save(tmp_path / "copy")
+    np.testing.assert_array_equal(StudentModel.load(copy).logits(texts), student.logits(texts))
+    record = json.loads((out / "student" / "student.json").read_text())
+    assert record["labels"] == ["goodbye", "greet", "order_pizza"]
+    assert record["teacher_fingerprint"] == Teacher.load(out / "teacher").fingerprint
+    assert record["versions"]["tensorflow"].startswith("2.12") and record["kind"] == "bilstm"
+
+
+def test_a_damaged_student_folder_names_the_file(bilstm_run, tmp_path):
+    import shutil
+
+    folder = tmp_path / "student"
+    shutil.copytree(bilstm_run[0] / "student", folder)
+    (folder / "weights.h5").write_bytes(b"broken")
+    with pytest.raises(ModelLoadError, match="weights.h5 does not match its checksum"):
+        StudentModel.load(folder)
+    (folder / "student.json").unlink()
+    with pytest.raises(ModelLoadError, match="has no student.json: it is not a rasa-kd student, or writing it did not finish"):
+        StudentModel.load(folder)
+
+
+def test_unchanged_stages_are_reused(bilstm_run, data, tiny_bert_dir, caplog):
+    out, _ = bilstm_run
+    before = json.loads((out / "stages.json").read_text())
+    caplog.set_level("INFO")
+    pipeline.run_stage("teacher", tiny_config(data, tiny_bert_dir), out, progress=False)
+    pipeline.run_stage("augment", tiny_config(data, tiny_bert_dir), out, progress=False)
+    assert "teacher: reusing" in caplog.text and "augment: reusing" in caplog.text
+    after = json.loads((out / "stages.json").read_text())
+    assert after["teacher"] == before["teacher"] and after["augment"] == before["augment"]
+
+
+@pytest.mark.parametrize("extra", [
+    {"student.training.loss": "kl", "student.training.temperature": 3.0, "student.training.alpha": 0.5},
+    {"student.tinybert.init": "random", "student.training.hidden_loss_weight": 1.0, "student.training.attention_loss_weight": 1.0},
+])
+def test_tinybert_students_learn_with_each_loss(tmp_path, data, tiny_bert_dir, bilstm_run, extra):
+    out = tmp_path / "tinybert"
+    config = tiny_config(data, tiny_bert_dir, **{"student.type": "tinybert", "teacher.path": str(bilstm_run[0] / "teacher"), **extra})
+    metrics = pipeline.distill(config, out, progress=False)
+    history = json.loads((out / "student_training.json").read_text())
+    assert history["epochs"][-1]["loss"] < history["epochs"][0]["loss"]
+    assert metrics["student"]["agreement_with_teacher"]["dev"] >= 0.6
+    assert json.loads((out / "student" / "student.json").read_text())["kind"] == "tinybert"
+    student = StudentModel.load(out / "student")
+    np.testing.assert_allclose(StudentModel.load(out / "student").logits(["hi bot"]), student.logits(["hi bot"]))
+
+
+def test_tinybert_copies_teacher_layers(tmp_path, data, tiny_bert_dir, bilstm_run):
+    from rasa_kd.student import StudentVocab, build_tinybert
+    from rasa_kd import bert
+
+    teacher = Teacher.load(bilstm_run[0] / "teacher")
+    config = tiny_config(data, tiny_bert_dir, **{"student.tinybert.init": "teacher", "student.tinybert.layers": 1,
+                                                  "student.tinybert.hidden_size": 32, "student.tinybert.intermediate_size": 64,
+                                                  "student.tinybert.teacher_layers": [1]})
+    ids = bert.encode(teacher.tokenizer, ["hello friend", "order a pizza"], 16)
+    vocab = StudentVocab.from_teacher_ids(ids, teacher.tokenizer)
+    student = build_tinybert(config.student.tinybert, vocab, teacher.labels, teacher)
+    for got, want in zip(student.bert.encoder.layer[0].get_weights(), teacher.model.bert.encoder.layer[1].get_weights()):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(student.bert.embeddings.weight.numpy(), teacher.model.bert.embeddings.weight.numpy()[vocab.teacher_ids])
+    too_small = tiny_config(data, tiny_bert_dir, **{"student.tinybert.init": "teacher"})
+    with pytest.raises(ConfigError, match="'student.tinybert.hidden_size' must be the teacher's 32, got 16"):
+        build_tinybert(too_small.student.tinybert, vocab, teacher.labels, teacher)
+
+
+def test_a_teacher_inside_a_rasa_model_archive_is_reused(tmp_path, data, tiny_bert_dir, bilstm_run):
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(bilstm_run[0] / "teacher", arcname="components/train_rasa_kd.BertIntentClassifier0/teacher")
+    out = tmp_path / "reuse"
+    config = tiny_config(data, tiny_bert_dir, **{"teacher.path": str(archive)})
+    teacher = pipeline.run_stage("teacher", config, out, progress=False)
+    assert teacher.fingerprint == Teacher.load(bilstm_run[0] / "teacher").fingerprint
+    empty = tmp_path / "empty.tar.gz"
+    with tarfile.open(empty, "w:gz") as tar:
+        tar.add(data["train"], arcname="components/x/train.yml")
+    with pytest.raises(ModelLoadError, match="contains no rasa_kd.BertIntentClassifier teacher"):
+        pipeline.run_stage("teacher", tiny_config(data, tiny_bert_dir, **{"teacher.path": str(empty)}), tmp_path / "o2", progress=False)
+
+
+def test_missing_data_settings_are_named(tmp_path, tiny_bert_dir):
+    config = load_config(None, {"teacher.model": str(tiny_bert_dir)})
+    with pytest.raises(ConfigError, match="'data.train' is not set: pass --train FILE"):
+        pipeline.run_stage("teacher", config, tmp_path / "out", progress=False)
+
+
+# --- labelling: cache, resume after a kill -------------------------------------------------------
+
+
+def write_big_transfer_set(out: Path, count: int) -> TransferSet:
+    words = [w for w in vocabulary() if w.isalpha()]
+    rng = np.random.default_rng(0)
+    texts = sorted({" ".join(rng.choice(words, size=rng.integers(3, 9))) for _ in range(count * 2)})[:count]
+    transfer = TransferSet(texts, ["rules"] * len(texts), [None] * len(texts))
+    transfer.save(out / "transfer_set.jsonl")
+    return transfer
+
+
+def test_labelling_resumes_after_the_process_is_killed(tmp_path, data, bilstm_run):
+    out = tmp_path / "run"
+    out.mkdir()
+    import shutil
+
+    shutil.copytree(bilstm_run[0] / "teacher", out / "teacher")
+    transfer = write_big_transfer_set(out, 30000)
+    shard_size = 100
+    config = {"data": {"train": str(data["train"]), "dev": str(data["dev"])},
+              "labelling": {"shard_size": shard_size, "batch_size": 100}}
+    (out / "config.yml").write_text(yaml.safe_dump(config))
+    total = -(-len(transfer) // shard_size)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    process = subprocess.Popen([sys.executable, "-m", "rasa_kd.cli", "label", "--output", str(out), "--no-progress"],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cache = out / "cache"
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            if len(list(cache.glob("logits-*/shard-*.npy"))) >= 5:
+                break
+            time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    done_at_kill = len(list(cache.glob("logits-*/shard-*.npy")))
+    assert 5 <= done_at_kill < total, f"the kill did not land mid-run ({done_at_kill} of {total} shards)"
+
+    teacher = Teacher.load(out / "teacher")
+    resumed = label_transfer_set(teacher, transfer.texts, cache, batch_size=100, shard_size=shard_size, progress=False)
+    assert resumed.reused_shards == done_at_kill and resumed.shards == total
+    assert not list(cache.glob("logits-*/.shard-*.tmp"))
+    fresh = label_transfer_set(teacher, transfer.texts, tmp_path / "fresh", batch_size=100, shard_size=shard_size, progress=False)
+    assert fresh.reused_shards == 0
+    np.testing.assert_allclose(resumed.logits, fresh.logits, atol=1e-5)
+    again = label_transfer_set(teacher, transfer.texts, cache, batch_size=100, shard_size=shard_size, progress=False)
+    assert again.reused_shards == total
+    np.testing.assert_array_equal(again.logits, resumed.logits)
+
+
+def test_a_different_teacher_or_transfer_set_gets_its_own_cache(bilstm_run, tmp_path):
+    teacher = Teacher.load(bilstm_run[0] / "teacher")
+    first = label_transfer_set(teacher, ["hello", "bye"], tmp_path, shard_size=1, progress=False)
+    second = label_transfer_set(teacher, ["hello", "bye bye"], tmp_path, shard_size=1, progress=False)
+    assert first.cache_dir != second.cache_dir and second.reused_shards == 0
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+
+def test_cli_runs_stage_by_stage_with_flags_over_the_config_file(tmp_path, data, tiny_bert_dir, bilstm_run, capsys):
+    config_file = tmp_path / "tiny.yml"
+    values = {}
+    for dotted, value in TINY.items():
+        node = values
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    config_file.write_text(yaml.safe_dump(values))
+    out = tmp_path / "out"
+    common = ["--output", str(out), "--no-progress"]
+    assert cli.main(["teacher", "--config", str(config_file), "--teacher", str(bilstm_run[0] / "teacher"),
+                     "--train", str(data["train"]), "--dev", str(data["dev"]), "--test", str(data["test"]), *common]) == 0
+    assert cli.main(["augment", *common, "--set", "transfer_set.size=150"]) == 0
+    assert cli.main(["label", *common]) == 0
+    assert cli.main(["student", *common, "--student", "bilstm", "--set", "student.training.epochs=3"]) == 0
+    assert cli.main(["evaluate", *common]) == 0
+    printed = capsys.readouterr().out
+    assert "student  test" in printed and "x faster at batch 1" in printed
+    resolved = yaml.safe_load((out / "config.yml").read_text())
+    assert resolved["transfer_set"]["size"] == 150 and resolved["student"]["training"]["epochs"] == 3
+    assert len(TransferSet.load(out / "transfer_set.jsonl")) == 150
+    assert cli.main(["student", "--output", str(tmp_path / "empty"), "--no-progress"]) == 2
+    assert "no teacher in" in capsys.readouterr().err
