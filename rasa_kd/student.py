@@ -203,6 +203,18 @@ class StudentModel:
         self.architecture = dict(architecture)
         self.record = record or {}
         self._forward = student_forward(kind, network)
+        self._numpy = None  # set by use_numpy(): a copy of the weights, for serving
+
+    def use_numpy(self) -> "StudentModel":
+        """Serve with the NumPy forward pass (weights copied now: call again after training)."""
+        from rasa_kd.fast_inference import numpy_runtime
+
+        self._numpy = numpy_runtime(self.kind, self.network)
+        return self
+
+    @property
+    def runtime(self) -> str:
+        return "numpy" if self._numpy is not None else "tensorflow"
 
     @property
     def max_seq_length(self) -> int:
@@ -219,7 +231,10 @@ class StudentModel:
         out = np.zeros((len(ids), len(self.labels)), dtype=np.float32)
         for batch in bert.length_grouped_batches([len(x) for x in ids], batch_size):
             input_ids, mask = bert.pad([ids[i] for i in batch], PAD)
-            out[batch] = self._forward(input_ids, mask).numpy()
+            if self._numpy is not None:
+                out[batch] = self._numpy(input_ids, mask)
+            else:
+                out[batch] = self._forward(input_ids, mask).numpy()
         return out
 
     def parameter_count(self) -> int:
@@ -284,7 +299,7 @@ class StudentModel:
             network = _load_network(path, kind, architecture, vocab, labels)
         except (OSError, ValueError, KeyError) as error:
             raise ModelLoadError(f"cannot load the student weights in {path}: {error}") from None
-        return cls(kind, network, tokenizer, vocab, labels, architecture, record)
+        return cls(kind, network, tokenizer, vocab, labels, architecture, record).use_numpy()
 
 
 def read_student_record(path: Path) -> dict:

@@ -1,0 +1,47 @@
+"""The NumPy serving path computes what the TensorFlow students compute."""
+import numpy as np
+import pytest
+
+from rasa_kd import bert
+from rasa_kd.distill.config import BiLSTMSettings, TinyBertSettings
+from rasa_kd.fast_inference import NumpyBert, NumpyBiLSTM
+from rasa_kd.student import StudentVocab, build_bilstm, build_tinybert, student_forward
+
+
+def batch_with_padding(vocab_size, seed=0):
+    rng = np.random.default_rng(seed)
+    sequences = [rng.integers(2, vocab_size, size=n) for n in (7, 3, 12, 1, 5)]
+    return bert.pad(sequences, 0)
+
+
+@pytest.mark.parametrize("layers, multichannel", [(1, False), (2, True)])
+def test_numpy_bilstm_matches_keras(layers, multichannel):
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(1)
+    settings = BiLSTMSettings(layers=layers, hidden_units=8, dense_units=6, multichannel=multichannel)
+    table = np.random.default_rng(2).normal(size=(30, 5)).astype(np.float32)
+    network = build_bilstm(settings, 30, 4, table, 5)
+    ids, mask = batch_with_padding(30)
+    expected = student_forward("bilstm", network)(ids, mask).numpy()
+    runtime = NumpyBiLSTM(network)
+    np.testing.assert_allclose(runtime(ids, mask), expected, atol=1e-5)
+    np.testing.assert_allclose(runtime(ids[:1, :7], mask[:1, :7]), expected[:1], atol=1e-5)  # no padding: fast path
+    runtime.first_projection = None  # the path for vocabularies too large to precompute
+    np.testing.assert_allclose(runtime(ids, mask), expected, atol=1e-5)
+
+
+def test_numpy_bert_matches_transformers(tiny_bert_dir):
+    from rasa_kd.bert import load_tokenizer
+
+    tokenizer = load_tokenizer(tiny_bert_dir)
+    ids_lists = bert.encode(tokenizer, ["hello friend", "i want a pizza with cheese please", "bye"], 16)
+    vocab = StudentVocab.from_teacher_ids(ids_lists, tokenizer)
+    settings = TinyBertSettings(layers=2, hidden_size=12, heads=3, intermediate_size=20, max_seq_length=16)
+    network = build_tinybert(settings, vocab, ["a", "b", "c", "d"], teacher=None, seed=3)
+    ids, mask = bert.pad(vocab.map(ids_lists), 0)
+    expected = student_forward("tinybert", network)(ids, mask).numpy()
+    np.testing.assert_allclose(NumpyBert(network)(ids, mask), expected, atol=1e-4)
+    np.testing.assert_allclose(NumpyBert(network)(ids[2:], mask[2:]), expected[2:], atol=1e-4)
+    assert mask[1].all()  # the longest sentence: the path without an attention bias
+    np.testing.assert_allclose(NumpyBert(network)(ids[1:2], mask[1:2]), expected[1:2], atol=1e-4)
