@@ -28,7 +28,7 @@ def rasa_counts(path: Path) -> Counter:
 def check_against_rasa(output: Path, record: dict) -> None:
     for split, info in record["splits"].items():
         assert rasa_counts(output / info["file"]) == Counter(info["intents"]), split
-        assert info["rows"] == info["examples"] + info["skipped"], split
+        assert info["rows"] == info["examples"] + info["skipped"] + info["moved_to_dev"], split
 
 
 # --- the label rule ------------------------------------------------------------------------------
@@ -271,3 +271,27 @@ def test_shared_datasets_match_their_readme(shared_datasets, tmp_path, fmt, fold
     check_against_rasa(tmp_path / fmt, record)
     if fmt.startswith("trec"):
         assert record["notes"] == ["train_5500.label line 66 is not valid UTF-8; read it as latin-1"]
+
+
+def test_dev_held_out_from_train_for_data_without_dev(tmp_path):
+    src = tmp_path / "trec"
+    write(src / "train_5500.label", "".join(f"{'HUM:ind' if i % 2 else 'LOC:city'} question number {i} ?\n" for i in range(40)))
+    write(src / "TREC_10.label", "NUM:date When was it ?\n")
+    record = convert_dataset("trec", src, tmp_path / "out", dev_size=10, seed=3)
+    assert record["splits"]["dev"]["examples"] == 10 and record["splits"]["train"]["examples"] == 30
+    assert record["dev_from_train"] == {"examples": 10, "seed": 3}
+    train = {t for t, _ in load_intent_examples(tmp_path / "out" / "train.yml")}
+    dev = {t for t, _ in load_intent_examples(tmp_path / "out" / "dev.yml")}
+    assert not train & dev and len(train | dev) == 40
+    again = convert_dataset("trec", src, tmp_path / "again", dev_size=10, seed=3)
+    assert again["splits"]["dev"]["intents"] == record["splits"]["dev"]["intents"]
+    check_against_rasa(tmp_path / "out", record)
+    with pytest.raises(DataError, match="has a dev split of its own"):
+        convert_dataset("cola", _cola_fixture(tmp_path / "cola"), tmp_path / "x", dev_size=1)
+
+
+def _cola_fixture(src):
+    write(src / "in_domain_train.tsv", "gj04\t1\t\tThe cat sat.\ngj04\t0\t*\tCat the sat.\n")
+    write(src / "in_domain_dev.tsv", "gj04\t1\t\tA dog ran.\n")
+    write(src / "out_of_domain_dev.tsv", "clc95\t0\t*\tRan dog a.")
+    return src

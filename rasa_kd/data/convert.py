@@ -69,14 +69,36 @@ def _clean_split(split: str, examples: List[Example], keep: str, skipped: List[S
     }
 
 
+def _hold_out_dev(train: Dict[str, Any], size: int, seed: int) -> Dict[str, Any]:
+    """Move ``size`` random training examples (seeded) into a new dev split."""
+    import numpy as np
+
+    pairs = [(intent, text) for intent, texts in train["examples"].items() for text in texts]
+    if not 0 < size < len(pairs):
+        raise DataError(f"--dev-size must be between 1 and {len(pairs) - 1} (the training examples), got {size}")
+    chosen = set(np.random.default_rng(seed).permutation(len(pairs))[:size].tolist())
+    kept, moved = defaultdict(list), defaultdict(list)
+    for index, (intent, text) in enumerate(pairs):
+        (moved if index in chosen else kept)[intent].append(text)
+    train["examples"] = {intent: kept[intent] for intent in sorted(kept)}
+    return {"examples": {intent: moved[intent] for intent in sorted(moved)}, "whitespace_normalized": 0,
+            "texts_with_conflicting_intents": 0}
+
+
 def convert_dataset(
     fmt: str,
     source: Path,
     output: Path,
     overwrite: bool = False,
+    dev_size: Optional[int] = None,
+    seed: int = 0,
     **reader_options: Any,
 ) -> Dict[str, Any]:
-    """Convert ``source`` in format ``fmt`` into ``output``; return the ``dataset.json`` record."""
+    """Convert ``source`` in format ``fmt`` into ``output``; return the ``dataset.json`` record.
+
+    ``dev_size`` holds out that many random training examples (``seed``) as dev, for data sets
+    without a dev split (TREC).
+    """
     if fmt not in READERS:
         raise DataError(f"unknown format {fmt!r}; choose one of: {', '.join(READERS)}")
     source, output = Path(source), Path(output)
@@ -91,6 +113,13 @@ def convert_dataset(
     for split in SPLITS:
         if split in raw.splits:
             splits[split] = _clean_split(split, raw.splits[split], raw.keep_in_intents, skipped)
+    moved_to_dev = 0
+    if dev_size is not None:
+        if "dev" in splits:
+            raise DataError(f"{fmt} has a dev split of its own; --dev-size is for data sets without one")
+        splits["dev"] = _hold_out_dev(splits["train"], dev_size, seed)
+        splits = {split: splits[split] for split in SPLITS if split in splits}
+        moved_to_dev = dev_size
     file_order = {name: i for i, name in enumerate(raw.files)}
     skipped.sort(key=lambda s: (file_order.get(s.file, len(file_order)), s.line))
     if not any(splits.get("train", {}).get("examples", {}).values()):
@@ -106,6 +135,7 @@ def convert_dataset(
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "rasa_kd_version": __version__,
         "reader_options": {k: v for k, v in reader_options.items() if v is not None},
+        "dev_from_train": {"examples": dev_size, "seed": seed} if dev_size is not None else None,
         "source_files": [
             {"path": name, "split": raw.file_splits[name], "bytes": path.stat().st_size, "sha256": sha256_file(path)}
             for name, path in raw.files.items()
@@ -124,7 +154,8 @@ def convert_dataset(
             dump_nlu_yaml(tmp / f"{split}.yml", examples)
             record["splits"][split] = {
                 "file": f"{split}.yml",
-                "rows": raw.rows.get(split, 0),
+                "rows": raw.rows.get(split, 0) if split != "dev" or not moved_to_dev else moved_to_dev,
+                "moved_to_dev": moved_to_dev if split == "train" else 0,
                 "examples": sum(len(v) for v in examples.values()),
                 "skipped": sum(1 for s in skipped if s.split == split),
                 "whitespace_normalized": cleaned["whitespace_normalized"],
