@@ -10,6 +10,9 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "BertIntentClassifier": "rasa_kd.components.bert_intent_classifier",
+    "StudentIntentClassifier": "rasa_kd.components.student_intent_classifier",
+    "DistilledIntentClassifier": "rasa_kd.components.distilled_intent_classifier",
+    "StudentModel": "rasa_kd.student",
     "Teacher": "rasa_kd.teacher",
     "TeacherSettings": "rasa_kd.teacher",
     "fine_tune_teacher": "rasa_kd.teacher",

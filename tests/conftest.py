@@ -9,7 +9,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from tests.tiny_models import write_tiny_bert  # noqa: E402
+from tests.tiny_models import tiny_distill_config, write_splits, write_tiny_bert  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("RASA_KD_DATA_DIR", REPO.parent / "shared" / "datasets"))
@@ -27,3 +27,28 @@ def shared_datasets() -> Path:
     if not DATA_DIR.is_dir():
         pytest.skip(f"shared data sets not found at {DATA_DIR} (set RASA_KD_DATA_DIR)")
     return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """train.yml, dev.yml, test.yml of the tiny intent data."""
+    return write_splits(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="session")
+def bilstm_run(tmp_path_factory, tiny_data, tiny_bert_dir):
+    """A whole `distill` of the tiny data with a BiLSTM student: (OUT, metrics)."""
+    from rasa_kd.distill import pipeline
+
+    out = tmp_path_factory.mktemp("run") / "bilstm"
+    return out, pipeline.distill(tiny_distill_config(tiny_data, tiny_bert_dir), out, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tinybert_run(tmp_path_factory, tiny_data, tiny_bert_dir, bilstm_run):
+    """A tiny-BERT student of the same teacher: (OUT, metrics)."""
+    from rasa_kd.distill import pipeline
+
+    out = tmp_path_factory.mktemp("run") / "tinybert"
+    config = tiny_distill_config(tiny_data, tiny_bert_dir, **{"student.type": "tinybert", "teacher.path": str(bilstm_run[0] / "teacher")})
+    return out, pipeline.distill(config, out, progress=False)

@@ -8,7 +8,8 @@ from rasa.shared.exceptions import InvalidConfigException
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
-from rasa_kd.components.bert_intent_classifier import BertIntentClassifier, RasaKDComponentError
+from rasa_kd.components.bert_intent_classifier import BertIntentClassifier
+from rasa_kd.components.common import RasaKDComponentError
 from tests.tiny_models import intent_pairs
 
 NODE = "train_BertIntentClassifier0"

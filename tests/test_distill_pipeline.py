@@ -20,37 +20,17 @@ from rasa_kd.distill.transfer_set import TransferSet, sentence_key
 from rasa_kd.errors import ConfigError, ModelLoadError
 from rasa_kd.student import StudentModel
 from rasa_kd.teacher import Teacher
-from tests.tiny_models import DEV_EXAMPLES, TEST_EXAMPLES, vocabulary, write_splits
+from tests.tiny_models import DEV_EXAMPLES, TEST_EXAMPLES, TINY_DISTILL as TINY, tiny_distill_config, vocabulary
 
 REPO = Path(__file__).resolve().parents[1]
 
-TINY = {
-    "teacher.epochs": 25, "teacher.batch_size": 8, "teacher.learning_rate": 2e-3, "teacher.max_seq_length": 16,
-    "transfer_set.size": 400, "labelling.shard_size": 64, "labelling.batch_size": 32,
-    "student.bilstm.hidden_units": 16, "student.bilstm.dense_units": 16, "student.bilstm.max_seq_length": 16,
-    "student.tinybert.layers": 2, "student.tinybert.hidden_size": 16, "student.tinybert.heads": 2,
-    "student.tinybert.intermediate_size": 32, "student.tinybert.max_seq_length": 16,
-    "student.training.epochs": 12, "student.training.batch_size": 16, "student.training.learning_rate": 5e-3,
-    "evaluation.latency_sentences": 10, "evaluation.latency_batches": 1,
-}
-
-
 def tiny_config(data, bert_dir, **extra):
-    return load_config(None, {**TINY, "data.train": str(data["train"]), "data.dev": str(data["dev"]),
-                              "data.test": str(data["test"]), "teacher.model": str(bert_dir), **extra})
+    return tiny_distill_config(data, bert_dir, **extra)
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return write_splits(tmp_path_factory.mktemp("data"))
-
-
-@pytest.fixture(scope="module")
-def bilstm_run(tmp_path_factory, data, tiny_bert_dir):
-    """A whole `distill` with the BiLSTM student."""
-    out = tmp_path_factory.mktemp("run") / "bilstm"
-    metrics = pipeline.distill(tiny_config(data, tiny_bert_dir), out, progress=False)
-    return out, metrics
+@pytest.fixture()
+def data(tiny_data):
+    return tiny_data
 
 
 def dev_test_keys():

@@ -120,3 +120,22 @@ def write_tiny_gpt2(folder: Path, seed: int = 0) -> Path:
     model(model.dummy_inputs)
     model.save_pretrained(str(folder))
     return folder
+
+
+# Settings that make a whole distillation of the tiny data take seconds.
+TINY_DISTILL = {
+    "teacher.epochs": 25, "teacher.batch_size": 8, "teacher.learning_rate": 2e-3, "teacher.max_seq_length": 16,
+    "transfer_set.size": 400, "labelling.shard_size": 64, "labelling.batch_size": 32,
+    "student.bilstm.hidden_units": 16, "student.bilstm.dense_units": 16, "student.bilstm.max_seq_length": 16,
+    "student.tinybert.layers": 2, "student.tinybert.hidden_size": 16, "student.tinybert.heads": 2,
+    "student.tinybert.intermediate_size": 32, "student.tinybert.max_seq_length": 16,
+    "student.training.epochs": 12, "student.training.batch_size": 16, "student.training.learning_rate": 5e-3,
+    "evaluation.latency_sentences": 10, "evaluation.latency_batches": 1,
+}
+
+
+def tiny_distill_config(data: Dict[str, Path], bert_dir: Path, **extra):
+    from rasa_kd.distill.config import load_config
+
+    return load_config(None, {**TINY_DISTILL, "data.train": str(data["train"]), "data.dev": str(data["dev"]),
+                              "data.test": str(data["test"]), "teacher.model": str(bert_dir), **extra})

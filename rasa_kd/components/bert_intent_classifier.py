@@ -8,32 +8,24 @@ from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
 from rasa.nlu.classifiers.classifier import IntentClassifier
-from rasa.shared.exceptions import InvalidConfigException, RasaException
-from rasa.shared.nlu.constants import INTENT, INTENT_RANKING_KEY, TEXT
+from rasa.shared.exceptions import InvalidConfigException
+from rasa.shared.nlu.constants import INTENT, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
+from rasa_kd.components.common import (
+    RANKING_LENGTH,
+    RASA_ADDED_KEYS,
+    RasaKDComponentError,
+    check_ranking_length,
+    set_intents,
+    set_no_intents,
+)
 from rasa_kd.errors import ConfigError, RasaKDError
-from rasa_kd.predictions import NO_INTENT, rank_intents
-from rasa_kd.settings import integer
 
 logger = logging.getLogger(__name__)
 
 TEACHER_FOLDER = "teacher"
-RANKING_LENGTH = "ranking_length"
-# Rasa adds this key itself for `rasa train --finetune`.
-RASA_ADDED_KEYS = ("finetuning_epoch_fraction",)
-
-
-class RasaKDComponentError(RasaException):
-    """A rasa-kd error surfaced through Rasa, which prints it without a traceback."""
-
-
-def _check_ranking_length(value: Any, owner: Text) -> int:
-    try:
-        return integer(0)(RANKING_LENGTH, value)
-    except ConfigError as error:
-        raise ConfigError(f"{owner}: {error}") from None
 
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=True)
@@ -100,7 +92,7 @@ class BertIntentClassifier(GraphComponent, IntentClassifier):
         training = {k: v for k, v in config.items() if k != RANKING_LENGTH}
         try:
             settings = TeacherSettings.from_dict(training, owner=owner, ignore=RASA_ADDED_KEYS)
-            ranking_length = _check_ranking_length(config[RANKING_LENGTH], owner)
+            ranking_length = check_ranking_length(config[RANKING_LENGTH], owner)
         except ConfigError as error:
             raise InvalidConfigException(str(error)) from None
         return settings, ranking_length
@@ -154,25 +146,8 @@ class BertIntentClassifier(GraphComponent, IntentClassifier):
     def process(self, messages: List[Message]) -> List[Message]:
         """Set ``intent`` and ``intent_ranking`` on each message."""
         if self.teacher is None:
-            for message in messages:
-                message.set(INTENT, dict(NO_INTENT), add_to_output=True)
-                message.set(INTENT_RANKING_KEY, [], add_to_output=True)
-            return messages
-        texts = [message.get(TEXT) or "" for message in messages]
-        ids = self.teacher.encode(texts)
-        # Text with no tokens beyond [CLS] [SEP] (empty, blank, only control characters) gets no intent.
-        has_content = [bool(text.strip()) and len(tokens) > 2 for text, tokens in zip(texts, ids)]
-        probabilities = None
-        if any(has_content):
-            from rasa_kd.teacher import softmax
-
-            kept = [tokens for tokens, keep in zip(ids, has_content) if keep]
-            probabilities = iter(softmax(self.teacher.logits_of_ids(kept)))
-        for message, keep in zip(messages, has_content):
-            intent, ranking = rank_intents(next(probabilities) if keep else None, self.teacher.labels, self.ranking_length)
-            message.set(INTENT, intent, add_to_output=True)
-            message.set(INTENT_RANKING_KEY, ranking, add_to_output=True)
-        return messages
+            return set_no_intents(messages)
+        return set_intents(messages, self.teacher.encode, self.teacher.logits_of_ids, self.teacher.labels, self.ranking_length)
 
     def persist(self) -> None:
         """Save the teacher (weights, tokenizer, labels, record) into the model storage."""

@@ -78,9 +78,8 @@ def load_splits(config: DistillConfig) -> Dict[str, Tuple[List[str], List[str]]]
     from rasa_kd.data.nlu_yaml import load_intent_examples
 
     data = config.data
-    for key in ("train", "dev"):
-        if not getattr(data, key):
-            raise ConfigError(f"'data.{key}' is not set: pass --{key} FILE or set it in the config file")
+    if not data.train:
+        raise ConfigError("'data.train' is not set: pass --train FILE or set it in the config file")
     splits = {}
     for split in ("train", "dev", "test"):
         path = getattr(data, split)
@@ -121,7 +120,7 @@ def teacher_stage(config: DistillConfig, run: RunFolder, progress: bool = True, 
     else:
         splits = load_splits(config)
         settings = TeacherSettings(**{f.name: getattr(config.teacher, f.name) for f in dataclasses.fields(TeacherSettings)})
-        teacher, _ = fine_tune_teacher(*splits["train"], settings, dev=splits["dev"], progress=progress)
+        teacher, _ = fine_tune_teacher(*splits["train"], settings, dev=splits.get("dev"), progress=progress)
         teacher.save(run.teacher, overwrite=True, extra={"data": {"train": config.data.train, "dev": config.data.dev}})
     run.record_stage("teacher", time.perf_counter() - started, inputs, fingerprint=teacher.fingerprint)
     return teacher
@@ -180,7 +179,7 @@ def augment_stage(config: DistillConfig, run: RunFolder, progress: bool = True, 
         return TransferSet.load(run.transfer_set)
     started = time.perf_counter()
     splits = load_splits(config)
-    held_out = splits["dev"][0] + (splits["test"][0] if "test" in splits else [])
+    held_out = [text for split in ("dev", "test") if split in splits for text in splits[split][0]]
     rng = np.random.default_rng(ts_settings.random_seed)
     rules = None
     if "rules" in ts_settings.augmentation:
@@ -285,7 +284,8 @@ def student_stage(config: DistillConfig, run: RunFolder, progress: bool = True, 
 
     index = {label: i for i, label in enumerate(labels)}
     gold = np.array([index.get(i, -1) if i is not None else -1 for i in transfer.intents], dtype=np.int32)
-    dev_texts, dev_gold = splits["dev"]
+    # Without a dev set, model-best is the epoch that fits the training sentences best.
+    dev_texts, dev_gold = splits.get("dev") or splits["train"]
     unknown = sorted(set(dev_gold) - set(labels))
     if unknown:
         logger.warning("dev intents the teacher does not know (always scored wrong): %s", unknown)
@@ -314,11 +314,11 @@ def evaluate_stage(config: DistillConfig, run: RunFolder, progress: bool = True,
     if not run.student.is_dir():
         raise ModelLoadError(f"no student in {run.student}; run `rasa-kd student --output {run.root}` first")
     student = StudentModel.load(run.student)
-    splits = {k: v for k, v in load_splits(config).items() if k != "train"}
+    splits = {k: v for k, v in load_splits(config).items() if k != "train"} or {"train": load_splits(config)["train"]}
     models = {"teacher": teacher, "student": student}
     scores, predictions = ev.score_models(models, splits)
     agreements = {split: ev.agreement(predictions["teacher"][split], predictions["student"][split]) for split in splits}
-    sentences = splits["dev"][0]
+    sentences = next(iter(splits.values()))[0]
     e = config.evaluation
     latency = {name: ev.measure_latency(model, sentences, e.latency_sentences, e.latency_batches) for name, model in models.items()}
     sizes = {"teacher": ev.folder_bytes(run.teacher), "student": ev.folder_bytes(run.student)}
@@ -345,7 +345,7 @@ def evaluate_stage(config: DistillConfig, run: RunFolder, progress: bool = True,
     }
     run.plots.mkdir(exist_ok=True)
     plots = {}
-    last_split = "test" if "test" in splits else "dev"
+    last_split = list(splits)[-1]
     ev.plot_confusion(splits[last_split][1], predictions["student"][last_split], student.labels,
                       f"student on {last_split}", run.plots / "confusion_student.png")
     plots[f"Student confusion matrix ({last_split})"] = "plots/confusion_student.png"
