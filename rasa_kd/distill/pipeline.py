@@ -292,6 +292,7 @@ def student_stage(config: DistillConfig, run: RunFolder, progress: bool = True, 
     result = train_student(
         student, vocab.map(teacher_ids), logits, gold, student.encode(dev_texts), dev_gold, s.training,
         run.checkpoints, teacher=teacher, teacher_train_ids=teacher_ids, progress=progress,
+        held_out_dev="dev" in splits,
     )
     student.save(run.student, overwrite=True, extra={"training": {
         "best_epoch": result.best_epoch, f"dev_{result.dev_metric}": result.best_score,

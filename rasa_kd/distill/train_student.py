@@ -154,11 +154,14 @@ def train_student(
     teacher=None,
     teacher_train_ids: Optional[Sequence[Sequence[int]]] = None,
     progress: bool = True,
+    held_out_dev: bool = True,
 ) -> StudentTrainingResult:
     """Train ``student`` on the transfer set; keep the weights of the best dev epoch in the network.
 
     ``gold`` holds label indices, -1 where a sentence has no gold intent. ``teacher`` and
-    ``teacher_train_ids`` are needed only for TinyBERT's intermediate losses.
+    ``teacher_train_ids`` are needed only for TinyBERT's intermediate losses. With
+    ``held_out_dev=False`` the "dev" sentences are training sentences: their score saturates early,
+    so there is no early stopping and ties go to the later epoch.
     """
     import tensorflow as tf
 
@@ -216,13 +219,13 @@ def train_student(
                     tf.summary.scalar(f"dev/{metric}", record.dev[metric], step=epoch)
             writer.flush()
             logger.info("student epoch %d: loss %.4f, dev %s %.4f", epoch, record.loss, settings.dev_metric, score)
-            if score > best_score:
+            if score > best_score or (not held_out_dev and score >= best_score):
                 best_score, best_epoch, stale = score, epoch, 0
                 best_weights = student.network.get_weights()
                 student.save(best_path, overwrite=True, extra={"training": {"epoch": epoch, f"dev_{settings.dev_metric}": score}})
             else:
                 stale += 1
-                if settings.early_stopping_patience and stale >= settings.early_stopping_patience:
+                if held_out_dev and settings.early_stopping_patience and stale >= settings.early_stopping_patience:
                     stopped_early = True
                     logger.info("early stopping: no better dev %s for %d epochs", settings.dev_metric, stale)
                     break
