@@ -6,8 +6,9 @@ On the example bot (10 intents), in one run and on 127.0.0.1 only:
   teacher    rasa_kd.BertIntentClassifier (config.yml)
   bilstm     rasa_kd.StudentIntentClassifier with a distilled BiLSTM
   tinybert   rasa_kd.StudentIntentClassifier with a distilled tiny-BERT
-Each is served by its own `rasa run --enable-api`, warmed up, then sent a bounded number of
-sequential requests (p50, p99, requests/s). Then 32 concurrent clients hit the BiLSTM student for
+Each is served by its own `rasa run --enable-api`; only one runs at a time (the others paused),
+and blocks of requests cycle through the models, so drift in the machine's speed hits every model
+alike (p50, p99, requests/s of one client, one request in flight). Then 32 concurrent clients hit the BiLSTM student for
 30 s (errors, p50, p99, requests/s). Finally, the time of one message inside each classifier is
 split into tokenization, model and Rasa's `process` glue.
 
@@ -84,17 +85,39 @@ def distil(kind: str, teacher: Path) -> Path:
     return out / "student"
 
 
-def timed_requests(server, count: int):
-    for text in SENTENCES * 2:  # warm-up: every code path traced, every buffer allocated
-        server.parse(text)
-    latencies = []
-    started = time.perf_counter()
-    for i in range(count):
-        t = time.perf_counter()
-        server.parse(SENTENCES[i % len(SENTENCES)])
-        latencies.append((time.perf_counter() - t) * 1000)
-    elapsed = time.perf_counter() - started
-    return latencies, count / elapsed
+def interleaved(archives: dict, count: int, block: int = 50):
+    """Serve every model, but let only one server run at a time (the others are paused with
+    SIGSTOP: idle Rasa servers still take CPU from each other on 2 cores). Blocks of ``block``
+    requests cycle through the models, so drift in the machine's speed hits every model alike."""
+    import contextlib
+    import signal
+
+    with contextlib.ExitStack() as stack:
+        servers = {}
+        for name, archive in archives.items():
+            print(f"-- starting rasa run for {name}", flush=True)
+            servers[name] = stack.enter_context(rasa_server(archive, cwd=WORK))
+            for text in SENTENCES * 2:  # warm-up: every code path traced, every buffer allocated
+                servers[name].parse(text)
+            servers[name].process.send_signal(signal.SIGSTOP)
+        stack.callback(lambda: [s.process.send_signal(signal.SIGCONT) for s in servers.values()])
+        latencies = {name: [] for name in servers}
+        print(f"-- {count} requests per model in blocks of {block}, one server running at a time", flush=True)
+        done = 0
+        while done < count:
+            size = min(block, count - done)
+            for name, server in servers.items():
+                server.process.send_signal(signal.SIGCONT)
+                for text in SENTENCES[:3]:  # wake the process up again
+                    server.parse(text)
+                for i in range(done, done + size):
+                    t = time.perf_counter()
+                    server.parse(SENTENCES[i % len(SENTENCES)])
+                    latencies[name].append((time.perf_counter() - t) * 1000)
+                server.process.send_signal(signal.SIGSTOP)
+            done += size
+    return {name: {**percentiles(values), "requests_per_second": 1000 * len(values) / sum(values), "requests": len(values)}
+            for name, values in latencies.items()}, None
 
 
 def percentiles(latencies):
@@ -193,15 +216,10 @@ def main() -> int:
         "bilstm": train("bilstm", pipeline_config("bilstm", [{"name": "rasa_kd.StudentIntentClassifier", "student_path": str(students["bilstm"])}])),
         "tinybert": train("tinybert", pipeline_config("tinybert", [{"name": "rasa_kd.StudentIntentClassifier", "student_path": str(students["tinybert"])}])),
     }
-    sequential, load = {}, None
-    for name, archive in archives.items():
-        print(f"-- serving {name}", flush=True)
-        with rasa_server(archive, cwd=WORK) as server:
-            latencies, rps = timed_requests(server, args.requests)
-            sequential[name] = {**percentiles(latencies), "requests_per_second": rps, "requests": args.requests}
-            if name == "bilstm":
-                print(f"-- {args.concurrency} concurrent clients for {args.seconds:.0f} s against the BiLSTM student", flush=True)
-                load = concurrent_load(server, args.concurrency, args.seconds)
+    sequential, load = interleaved(archives, args.requests)
+    with rasa_server(archives["bilstm"], cwd=WORK) as server:
+        print(f"-- {args.concurrency} concurrent clients for {args.seconds:.0f} s against the BiLSTM student", flush=True)
+        load = concurrent_load(server, args.concurrency, args.seconds)
     floor = sequential["floor"]["p50"]
     ratios = {
         "bilstm_p50_over_floor_p50": sequential["bilstm"]["p50"] / floor,

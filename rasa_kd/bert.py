@@ -121,16 +121,33 @@ def from_pytorch_safetensors(weights: Path, config, auto_class):
     return model
 
 
-def encode(tokenizer, texts: Sequence[str], max_seq_length: int) -> List[List[int]]:
-    """WordPiece ids with [CLS]/[SEP], truncated to ``max_seq_length``."""
-    encoded = tokenizer(
-        list(texts),
-        truncation=True,
-        max_length=max_seq_length,
-        return_attention_mask=False,
-        return_token_type_ids=False,
-    )
-    return encoded["input_ids"]
+class Encoder:
+    """WordPiece ids of texts, truncated to ``max_seq_length``, straight from the Rust tokenizer.
+
+    Gives the ids the Transformers tokenizer gives, without its Python wrapping (a tenth of the
+    time for one sentence). ``special_tokens=False`` leaves out [CLS] and [SEP]: a BiLSTM reads
+    nothing from them.
+    """
+
+    def __init__(self, tokenizer, max_seq_length: int, special_tokens: bool = True):
+        from tokenizers import Tokenizer
+
+        # An own copy: the Transformers wrapper resets truncation on the shared one at every call.
+        self._backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+        self._backend.no_padding()
+        self._backend.enable_truncation(max_seq_length)
+        self.special_tokens = special_tokens
+        self.special_count = self._backend.num_special_tokens_to_add(False) if special_tokens else 0
+
+    def __call__(self, texts: Sequence[str]) -> List[List[int]]:
+        if len(texts) == 1:
+            return [self._backend.encode(texts[0], add_special_tokens=self.special_tokens).ids]
+        return [e.ids for e in self._backend.encode_batch(list(texts), add_special_tokens=self.special_tokens)]
+
+
+def encode(tokenizer, texts: Sequence[str], max_seq_length: int, special_tokens: bool = True) -> List[List[int]]:
+    """WordPiece ids, with [CLS]/[SEP] unless ``special_tokens`` is False, truncated to ``max_seq_length``."""
+    return Encoder(tokenizer, max_seq_length, special_tokens)(texts)
 
 
 def pad(sequences: Sequence[Sequence[int]], pad_id: int) -> Tuple[np.ndarray, np.ndarray]:

@@ -15,10 +15,6 @@ except ImportError:  # pragma: no cover - scipy comes with Rasa
     _erf = np.vectorize(__import__("math").erf, otypes=[np.float32])
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (np.tanh(0.5 * x) + 1.0)  # = 1 / (1 + exp(-x)), without overflow
-
-
 def _dense(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """x @ weight + bias over the last axis as one 2-D matrix product.
 
@@ -27,13 +23,6 @@ def _dense(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """
     flat = x.reshape(-1, x.shape[-1]) @ weight + bias
     return flat.reshape(*x.shape[:-1], weight.shape[1])
-
-
-def _layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) -> np.ndarray:
-    mean = x.mean(axis=-1, keepdims=True)
-    centred = x - mean
-    variance = np.mean(centred * centred, axis=-1, keepdims=True)
-    return centred / np.sqrt(variance + eps) * gamma + beta
 
 
 class NumpyBiLSTM:
@@ -53,10 +42,16 @@ class NumpyBiLSTM:
         bilstms = [layer for layer in network.layers if layer.name.startswith("bilstm_")]
         for layer in bilstms:
             fw, bw = layer.forward_layer.cell, layer.backward_layer.cell
-            kernel = np.concatenate([fw.kernel.numpy(), bw.kernel.numpy()], axis=1)  # [in, 2 * 4H]
-            bias = np.concatenate([fw.bias.numpy(), bw.bias.numpy()])  # [2 * 4H]
-            recurrent = np.stack([fw.recurrent_kernel.numpy(), bw.recurrent_kernel.numpy()])  # [2, H, 4H]
-            self.layers.append((kernel, bias, recurrent))
+            units = fw.units
+            # sigmoid(x) = 0.5 * tanh(x / 2) + 0.5: halving the input, forget and output gates'
+            # weights lets one tanh serve all four gates at each step.
+            scale = np.full(4 * units, 0.5, dtype=np.float32)
+            scale[2 * units : 3 * units] = 1.0
+            kernel = np.concatenate([fw.kernel.numpy() * scale, bw.kernel.numpy() * scale], axis=1)  # [in, 2 * 4H]
+            bias = np.concatenate([fw.bias.numpy() * scale, bw.bias.numpy() * scale])  # [2 * 4H]
+            recurrent = np.stack([fw.recurrent_kernel.numpy() * scale, bw.recurrent_kernel.numpy() * scale])  # [2, H, 4H]
+            # Stored transposed: U.T @ h is 25% faster than h @ U for one sentence (OpenBLAS).
+            self.layers.append((kernel, bias, np.ascontiguousarray(recurrent.transpose(0, 2, 1))))
         self.first_projection = None
         vocab, width = self.embeddings.shape[0], self.layers[0][0].shape[1]
         if vocab * width * 4 <= self.TABLE_BYTES:
@@ -78,38 +73,43 @@ class NumpyBiLSTM:
         return hidden @ self.out_w + self.out_b
 
     @staticmethod
-    def _bilstm(projected, keep, recurrent, last):
-        """Both directions at once: state [2, batch, H]; direction 1 reads the sentence backwards.
+    def _bilstm(projected, keep, recurrent_t, last):
+        """Both directions at once, state as columns [2, H, batch]; direction 1 reads backwards.
 
         ``projected`` [batch, length, 8H] holds x @ W + b of both directions.
         """
         batch, length, _ = projected.shape
-        units = recurrent.shape[1]
-        projected = projected.reshape(batch, length, 2, 4 * units).transpose(2, 0, 1, 3)  # [2, batch, length, 4H]
-        projected = np.stack([projected[0], projected[1, :, ::-1]])  # direction 1 in its reading order
+        units = recurrent_t.shape[2]
+        projected = projected.reshape(batch, length, 2, 4 * units).transpose(2, 1, 3, 0)  # [2, length, 4H, batch]
+        projected = np.stack([projected[0], projected[1, ::-1]])  # direction 1 in its reading order
         if keep is not None:
-            keep = np.stack([keep, keep[:, ::-1]])[..., None]  # [2, batch, length, 1]
-        h = np.zeros((2, batch, units), dtype=np.float32)
+            keep = np.stack([keep.T, keep.T[::-1]])[:, :, None, :]  # [2, length, 1, batch]
+        h = np.zeros((2, units, batch), dtype=np.float32)
         c = np.zeros_like(h)
-        outputs = None if last else np.zeros((2, batch, length, units), dtype=np.float32)
+        outputs = None if last else np.zeros((2, length, units, batch), dtype=np.float32)
         for step in range(length):
-            z = projected[:, :, step] + np.matmul(h, recurrent)  # [2, batch, 4H]
-            gates = _sigmoid(z)  # Keras order: input, forget, cell, output
-            c_new = gates[..., units : 2 * units] * c + gates[..., :units] * np.tanh(z[..., 2 * units : 3 * units])
-            h_new = gates[..., 3 * units :] * np.tanh(c_new)
+            t = np.tanh(projected[:, step] + np.matmul(recurrent_t, h))  # [2, 4H, batch], Keras order i, f, g, o
+            gates = t * 0.5 + 0.5  # sigmoid of the (pre-halved) i, f, o; the g part is unused
+            c_new = gates[:, units : 2 * units] * c + gates[:, :units] * t[:, 2 * units : 3 * units]
+            h_new = gates[:, 3 * units :] * np.tanh(c_new)
             if keep is None:
                 h, c = h_new, c_new
             else:  # padding leaves the state as it was, as Keras masking does
-                h, c = np.where(keep[:, :, step], h_new, h), np.where(keep[:, :, step], c_new, c)
+                h, c = np.where(keep[:, step], h_new, h), np.where(keep[:, step], c_new, c)
             if outputs is not None:
-                outputs[:, :, step] = h
+                outputs[:, step] = h
         if last:
-            return np.concatenate([h[0], h[1]], axis=-1)  # [batch, 2H]
-        return np.concatenate([outputs[0], outputs[1][:, ::-1]], axis=-1)  # [batch, length, 2H]
+            return np.concatenate([h[0], h[1]], axis=0).T  # [batch, 2H]
+        forward, backward = outputs[0], outputs[1, ::-1]  # [length, H, batch], both in sentence order
+        return np.concatenate([forward, backward], axis=1).transpose(2, 0, 1)  # [batch, length, 2H]
 
 
 class NumpyBert:
-    """A BERT sequence classifier from a Transformers ``TFBertForSequenceClassification``."""
+    """A BERT sequence classifier from a Transformers ``TFBertForSequenceClassification``.
+
+    Activations are kept as columns ([hidden, tokens]) and weights stored transposed, so every
+    dense layer is ``W.T @ x``: with a dozen tokens OpenBLAS runs that 1.7x faster than ``x @ W``.
+    """
 
     def __init__(self, model):
         config = model.config
@@ -122,46 +122,71 @@ class NumpyBert:
         self.word = embeddings.weight.numpy()
         self.position = embeddings.position_embeddings.numpy()
         self.token_type = embeddings.token_type_embeddings.numpy()[0]
-        self.embedding_norm = [w.numpy() for w in (embeddings.LayerNorm.gamma, embeddings.LayerNorm.beta)]
+        self.embedding_norm = _column_norm(embeddings.LayerNorm)
         self.layers = []
         for layer in bert.encoder.layer:
             attention = layer.attention.self_attention
-            qkv_w = np.concatenate([attention.query.kernel.numpy(), attention.key.kernel.numpy(), attention.value.kernel.numpy()], axis=1)
-            qkv_b = np.concatenate([attention.query.bias.numpy(), attention.key.bias.numpy(), attention.value.bias.numpy()])
+            qkv = [attention.query, attention.key, attention.value]
             out = layer.attention.dense_output
             self.layers.append({
-                "qkv": (qkv_w, qkv_b),
-                "attention_out": (out.dense.kernel.numpy(), out.dense.bias.numpy()),
-                "attention_norm": (out.LayerNorm.gamma.numpy(), out.LayerNorm.beta.numpy()),
-                "intermediate": (layer.intermediate.dense.kernel.numpy(), layer.intermediate.dense.bias.numpy()),
-                "output": (layer.bert_output.dense.kernel.numpy(), layer.bert_output.dense.bias.numpy()),
-                "output_norm": (layer.bert_output.LayerNorm.gamma.numpy(), layer.bert_output.LayerNorm.beta.numpy()),
+                "qkv": (np.ascontiguousarray(np.concatenate([d.kernel.numpy() for d in qkv], axis=1).T),
+                        np.concatenate([d.bias.numpy() for d in qkv])[:, None]),
+                "attention_out": _column_dense(out.dense),
+                "attention_norm": _column_norm(out.LayerNorm),
+                "intermediate": _column_dense(layer.intermediate.dense),
+                "output": _column_dense(layer.bert_output.dense),
+                "output_norm": _column_norm(layer.bert_output.LayerNorm),
             })
-        self.pooler = (bert.pooler.dense.kernel.numpy(), bert.pooler.dense.bias.numpy())
-        self.classifier = (model.classifier.kernel.numpy(), model.classifier.bias.numpy())
+        self.pooler = _column_dense(bert.pooler.dense)
+        self.classifier = _column_dense(model.classifier)
 
     def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         batch, length = ids.shape
-        x = self.word[ids] + self.position[:length] + self.token_type
-        x = _layer_norm(x, *self.embedding_norm, self.eps)
+        x = self.word[ids] + self.position[:length] + self.token_type  # [batch, length, hidden]
         hidden = x.shape[-1]
+        x = _norm_columns(np.ascontiguousarray(x.reshape(batch * length, hidden).T), *self.embedding_norm, self.eps)
         size = hidden // self.heads
-        bias = None if mask.all() else ((1.0 - mask.astype(np.float32)) * -10000.0)[:, None, None, :]
-        for p in self.layers:
-            qkv = _dense(x, *p["qkv"])  # [batch, length, 3 * hidden]
-            qkv = np.ascontiguousarray(qkv.reshape(batch, length, 3, self.heads, size).transpose(2, 0, 3, 1, 4))
-            scores = np.matmul(qkv[0], qkv[1].transpose(0, 1, 3, 2)) * (1.0 / np.sqrt(size))  # [batch, heads, length, length]
+        bias = None if mask.all() else ((1.0 - mask.astype(np.float32)) * -10000.0)[:, None, None, :]  # [batch, 1, 1, length]
+        for index, p in enumerate(self.layers):
+            qkv = p["qkv"][0] @ x + p["qkv"][1]  # [3 * hidden, batch * length]
+            qkv = qkv.reshape(3, self.heads, size, batch, length)
+            keys = qkv[1].transpose(2, 0, 1, 3)  # [batch, heads, size, length]
+            values = qkv[2].transpose(2, 0, 3, 1)  # [batch, heads, length, size]
+            queries = qkv[0].transpose(2, 0, 3, 1)  # [batch, heads, length, size]
+            positions = length
+            if index == len(self.layers) - 1:
+                # Only [CLS] feeds the pooler: the last layer needs no other position's output.
+                queries, positions = queries[:, :, :1], 1
+                x = np.ascontiguousarray(x.reshape(hidden, batch, length)[:, :, 0])  # [hidden, batch]
+            scores = np.matmul(queries, keys) * (1.0 / np.sqrt(size))  # [batch, heads, positions, length]
             if bias is not None:
                 scores = scores + bias
             scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
             probs = scores / scores.sum(axis=-1, keepdims=True)
-            context = np.matmul(probs, qkv[2]).transpose(0, 2, 1, 3).reshape(batch, length, hidden)
-            attended = _layer_norm(_dense(context, *p["attention_out"]) + x, *p["attention_norm"], self.eps)
-            inner = _dense(attended, *p["intermediate"])
+            context = np.matmul(probs, values)  # [batch, heads, positions, size]
+            context = np.ascontiguousarray(context.transpose(1, 3, 0, 2)).reshape(hidden, batch * positions)
+            attended = _norm_columns(p["attention_out"][0] @ context + p["attention_out"][1] + x, *p["attention_norm"], self.eps)
+            inner = p["intermediate"][0] @ attended + p["intermediate"][1]
             inner = 0.5 * inner * (1.0 + _erf(inner * (1.0 / np.sqrt(2.0))))
-            x = _layer_norm(_dense(inner, *p["output"]) + attended, *p["output_norm"], self.eps)
-        pooled = np.tanh(x[:, 0] @ self.pooler[0] + self.pooler[1])
-        return pooled @ self.classifier[0] + self.classifier[1]
+            x = _norm_columns(p["output"][0] @ inner + p["output"][1] + attended, *p["output_norm"], self.eps)
+        pooled = np.tanh(self.pooler[0] @ x + self.pooler[1])  # [hidden, batch]
+        return (self.classifier[0] @ pooled + self.classifier[1]).T  # [batch, labels]
+
+
+def _column_dense(layer) -> tuple:
+    """(W.T, b as a column) of a Keras Dense layer."""
+    return np.ascontiguousarray(layer.kernel.numpy().T), layer.bias.numpy()[:, None]
+
+
+def _column_norm(layer) -> tuple:
+    return layer.gamma.numpy()[:, None], layer.beta.numpy()[:, None]
+
+
+def _norm_columns(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) -> np.ndarray:
+    """LayerNorm of each column of ``x`` [hidden, tokens]."""
+    centred = x - x.mean(axis=0, keepdims=True)
+    variance = np.mean(centred * centred, axis=0, keepdims=True)
+    return centred / np.sqrt(variance + eps) * gamma + beta
 
 
 def numpy_runtime(kind: str, network):

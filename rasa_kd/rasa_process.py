@@ -68,6 +68,11 @@ class RasaServer:
 @contextlib.contextmanager
 def rasa_server(model: Path, cwd: Path, startup_timeout: float = 180, extra_args: Sequence[str] = ()) -> Iterator[RasaServer]:
     """Serve ``model`` on a free 127.0.0.1 port until the block ends, then stop the server."""
+    # `rasa run` silently serves the newest model in ./models when -m does not exist (relative paths
+    # resolve against its cwd), so pass an absolute path that is known to exist.
+    model = Path(model).resolve()
+    if not model.is_file():
+        raise RasaProcessError(f"model archive {model} does not exist")
     port = free_port()
     log = Path(cwd) / f"rasa-run-{port}.log"
     command = [sys.executable, "-m", "rasa", "run", "--enable-api", "-m", str(model), "-i", "127.0.0.1", "-p", str(port), *extra_args]
@@ -75,7 +80,7 @@ def rasa_server(model: Path, cwd: Path, startup_timeout: float = 180, extra_args
         process = subprocess.Popen(command, cwd=cwd, env=rasa_env(), stdout=log_file, stderr=subprocess.STDOUT)
     server = RasaServer(f"http://127.0.0.1:{port}", process, log)
     try:
-        _wait_until_ready(server, startup_timeout)
+        _wait_until_ready(server, startup_timeout, model)
         yield server
     finally:
         process.terminate()
@@ -86,7 +91,7 @@ def rasa_server(model: Path, cwd: Path, startup_timeout: float = 180, extra_args
             process.wait(timeout=30)
 
 
-def _wait_until_ready(server: RasaServer, timeout: float) -> None:
+def _wait_until_ready(server: RasaServer, timeout: float, model: Path) -> None:
     deadline = time.monotonic() + timeout
     last_error: Optional[Exception] = None
     while time.monotonic() < deadline:
@@ -96,8 +101,11 @@ def _wait_until_ready(server: RasaServer, timeout: float) -> None:
             raise RasaProcessError(f"rasa run could not load the model:\n{server.log_tail(6000)}")
         try:
             with urllib.request.urlopen(f"{server.url}/status", timeout=5) as response:
-                if json.loads(response.read()).get("model_file"):
-                    return
+                served = json.loads(response.read()).get("model_file")
+            if served:
+                if Path(served).name != model.name:
+                    raise RasaProcessError(f"rasa run serves {served}, not the requested {model}")
+                return
         except (urllib.error.URLError, ConnectionError, OSError) as error:
             last_error = error
         time.sleep(0.5)

@@ -208,6 +208,8 @@ class StudentModel:
         self.record = record or {}
         self._forward = student_forward(kind, network)
         self._numpy = None  # set by use_numpy(): a copy of the weights, for serving
+        self._encoder = bert.Encoder(tokenizer, self.max_seq_length, self.architecture.get("special_tokens", True))
+        self.special_tokens = self._encoder.special_count
 
     def use_numpy(self) -> "StudentModel":
         """Serve with the NumPy forward pass (weights copied now: call again after training)."""
@@ -225,13 +227,16 @@ class StudentModel:
         return int(self.architecture["max_seq_length"])
 
     def encode(self, texts: Sequence[str]) -> List[np.ndarray]:
-        """Student token ids ([CLS] ... [SEP], pruned vocabulary) of each text."""
-        return self.vocab.map(bert.encode(self.tokenizer, texts, self.max_seq_length))
+        """Student token ids (pruned vocabulary; [CLS] ... [SEP] unless the architecture leaves them out)."""
+        return self.vocab.map(self._encoder(texts))
 
     def logits(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         return self.logits_of_ids(self.encode(texts), batch_size)
 
     def logits_of_ids(self, ids: Sequence[Sequence[int]], batch_size: int = 256) -> np.ndarray:
+        if len(ids) == 1 and self._numpy is not None:  # serving: one message, no padding
+            single = np.asarray(ids[0], dtype=np.int32)[None, :]
+            return self._numpy(single, np.ones_like(single)).astype(np.float32, copy=False)
         out = np.zeros((len(ids), len(self.labels)), dtype=np.float32)
         for batch in bert.length_grouped_batches([len(x) for x in ids], batch_size):
             input_ids, mask = bert.pad([ids[i] for i in batch], PAD)

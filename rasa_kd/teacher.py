@@ -72,6 +72,8 @@ class Teacher:
         self.settings = settings
         self.record = record or {}
         self._forward = bert.classifier_forward(model)
+        self._encoder = bert.Encoder(tokenizer, settings.max_seq_length)
+        self.special_tokens = self._encoder.special_count  # [CLS] and [SEP]
 
     @property
     def max_seq_length(self) -> int:
@@ -79,7 +81,7 @@ class Teacher:
 
     def encode(self, texts: Sequence[str]) -> List[List[int]]:
         """WordPiece ids of each text, truncated to ``max_seq_length``."""
-        return bert.encode(self.tokenizer, texts, self.max_seq_length)
+        return self._encoder(texts)
 
     def logits(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Teacher logits, float32 [len(texts), len(labels)], in the order of ``texts``."""

@@ -137,3 +137,19 @@ def test_length_grouped_batches_cover_every_index_once():
         batches = bert.length_grouped_batches(lengths, 3, rng)
         assert sorted(np.concatenate(batches).tolist()) == list(range(10))
         assert all(len(b) <= 3 for b in batches)
+
+
+def test_the_fast_encoder_gives_the_transformers_tokenizer_ids():
+    model_dir = bert.resolve_model_dir(None)
+    tokenizer = bert.load_tokenizer(model_dir)
+    texts = ["Hello wörld 😀", "", "  ", "\x00\x1b[31m", "a " * 300, "Don't STOP-me now!", "naïve café"]
+    for special in (True, False):
+        encoder = bert.Encoder(tokenizer, 16, special_tokens=special)
+        expected = tokenizer(texts, truncation=True, max_length=16, add_special_tokens=special)["input_ids"]
+        assert encoder(texts) == expected
+        assert [encoder([t])[0] for t in texts] == expected
+    assert bert.Encoder(tokenizer, 16).special_count == 2 and bert.Encoder(tokenizer, 16, False).special_count == 0
+    # The wrapper resets truncation on its backend at every call; the encoder keeps its own copy.
+    encoder = bert.Encoder(tokenizer, 4)
+    tokenizer(["x " * 50], truncation=True, max_length=30)
+    assert len(encoder(["x " * 50])[0]) == 4

@@ -147,7 +147,8 @@ class BertIntentClassifier(GraphComponent, IntentClassifier):
         """Set ``intent`` and ``intent_ranking`` on each message."""
         if self.teacher is None:
             return set_no_intents(messages)
-        return set_intents(messages, self.teacher.encode, self.teacher.logits_of_ids, self.teacher.labels, self.ranking_length)
+        return set_intents(messages, self.teacher.encode, self.teacher.logits_of_ids, self.teacher.labels, self.ranking_length,
+                           self.teacher.special_tokens)
 
     def persist(self) -> None:
         """Save the teacher (weights, tokenizer, labels, record) into the model storage."""

@@ -32,15 +32,16 @@ def set_intents(
     logits_of_ids: Callable[[List[Sequence[int]]], np.ndarray],
     labels: Sequence[str],
     ranking_length: int,
+    special_tokens: int = 2,
 ) -> List[Message]:
     """Classify ``messages`` in one batch and set ``intent`` and ``intent_ranking`` on each.
 
-    Text with no tokens beyond [CLS] [SEP] (empty, blank, only control characters) gets no intent,
-    as DIET answers an empty message.
+    Text with no tokens beyond the ``special_tokens`` ([CLS] [SEP]) (empty, blank, only control
+    characters) gets no intent, as DIET answers an empty message.
     """
     texts = [message.get(TEXT) or "" for message in messages]
     ids = encode(texts)
-    has_content = [bool(text.strip()) and len(tokens) > 2 for text, tokens in zip(texts, ids)]
+    has_content = [bool(text.strip()) and len(tokens) > special_tokens for text, tokens in zip(texts, ids)]
     probabilities = iter(())
     if any(has_content):
         from rasa_kd.teacher import softmax

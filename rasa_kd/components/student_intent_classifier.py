@@ -134,7 +134,8 @@ class StudentIntentClassifier(GraphComponent, IntentClassifier):
         """Set ``intent`` and ``intent_ranking`` on each message."""
         if self.student is None:
             return set_no_intents(messages)
-        return set_intents(messages, self.student.encode, self.student.logits_of_ids, self.student.labels, self.ranking_length)
+        return set_intents(messages, self.student.encode, self.student.logits_of_ids, self.student.labels, self.ranking_length,
+                           self.student.special_tokens)
 
     def persist(self) -> None:
         """Copy the student folder, byte for byte, into the model storage."""
