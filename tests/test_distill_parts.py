@@ -116,6 +116,14 @@ def test_no_dev_or_test_sentence_enters_the_transfer_set():
     assert all(i is None for i, s in zip(transfer.intents, transfer.sources) if s != "train")
 
 
+def test_training_sentences_in_dev_can_be_kept_but_new_ones_never():
+    texts, intents = intent_pairs()
+    settings = TransferSetSettings(size=120, drop_training_sentences_in_dev_test=False)
+    transfer = build_transfer_set(texts, intents, ["hello friend", "hello"], settings, rule_augmenter=simple_rules(3))
+    assert "hello friend" in transfer.texts and transfer.intents[transfer.texts.index("hello friend")] == "greet"
+    assert [t for t, s in zip(transfer.texts, transfer.sources) if s == "rules" and t in ("hello", "hello friend")] == []
+
+
 def test_size_multiplier_unlabelled_file_and_saturation(tmp_path):
     texts, intents = intent_pairs()
     unlabelled = tmp_path / "more.txt"

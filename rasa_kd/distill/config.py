@@ -78,6 +78,11 @@ class TransferSetSettings:
     rules: RuleAugmentation = setting(RuleAugmentation(), "Tang et al. 2019 rules", section(RuleAugmentation))
     gpt2: GPT2Augmentation = setting(GPT2Augmentation(), "GPT-2 generation", section(GPT2Augmentation))
     unlabelled_file: Optional[str] = setting(None, "text file of unlabelled in-domain sentences, one a line, added first", optional_text())
+    drop_training_sentences_in_dev_test: bool = setting(
+        True,
+        "a training sentence that also occurs in dev or test is left out of the transfer set (new sentences always are)",
+        boolean(),
+    )
     random_seed: int = setting(42, "seed of the augmentation", integer(0, 2**32 - 1))
 
 

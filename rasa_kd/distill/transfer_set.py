@@ -1,7 +1,7 @@
 """The transfer set: the training sentences plus new, unlabelled ones for the teacher to label.
 
 Sentences are deduplicated (case- and whitespace-insensitively) and no sentence of dev or test ever
-enters, not even a training sentence that also occurs in dev or test; every drop is counted.
+enters, by default not even a training sentence that also occurs in dev or test; every drop is counted.
 """
 import json
 import logging
@@ -78,13 +78,13 @@ class _Builder:
     def full(self) -> bool:
         return len(self.result) >= self.target
 
-    def add(self, text: str, source: str, intent: Optional[str] = None) -> bool:
+    def add(self, text: str, source: str, intent: Optional[str] = None, check_held_out: bool = True) -> bool:
         text = " ".join(text.split())
         key = sentence_key(text)
         if not key:
             self.dropped_empty[source] += 1
             return False
-        if key in self.held_out:
+        if check_held_out and key in self.held_out:
             self.dropped_held_out[source] += 1
             return False
         if key in self.seen:
@@ -125,7 +125,7 @@ def build_transfer_set(
     target = settings.size if settings.size is not None else int(round(settings.size_multiplier * len(train_texts)))
     builder = _Builder(target, held_out_texts)
     for text, intent in zip(train_texts, train_intents):
-        builder.add(text, "train", intent)
+        builder.add(text, "train", intent, check_held_out=settings.drop_training_sentences_in_dev_test)
     train_kept = len(builder.result)
     if settings.unlabelled_file:
         for line in _read_unlabelled(Path(settings.unlabelled_file)):

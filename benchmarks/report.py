@@ -1,0 +1,206 @@
+"""Turn benchmarks/results/task-*.json into benchmarks/RESULTS.md with plots.
+
+    .venv/bin/python benchmarks/report.py
+"""
+import argparse
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rasa_kd.io_utils import read_json, write_text  # noqa: E402
+
+ORDER = ["sst2", "cola", "trec", "sara", "snips"]
+MODELS = ["teacher", "bilstm", "tinybert", "diet"]
+NAMES = {"teacher": "teacher (MiniLM-L6, fine-tuned)", "bilstm": "BiLSTM student", "tinybert": "tiny-BERT student",
+         "diet": "DIET (Rasa default pipeline)"}
+# ../shared/datasets/README.md: BERT-large teacher and best student of the 2020 thesis, and others.
+THESIS = {
+    "sst2": {"metric": "accuracy", "teacher": "91.5 dev / 93.1 test", "student": "BiLSTM 2.4M: 91.2 dev / 92.2 test",
+             "other": "Tang et al. BiLSTM 90.7; TinyBERT-4 92.6"},
+    "cola": {"metric": "MCC", "teacher": "59.9 dev / 54.6 test", "student": "BiLSTM 15.4M: 44.2 dev / 27.9 test",
+             "other": "Tang & Lin 40.0; TinyBERT-4 43.3"},
+    "sara": {"metric": "micro-F1", "teacher": "87.5 dev / 88.3 test", "student": "BiLSTM 5.9M: 86.5 dev / 86.4 test", "other": "-"},
+    "trec": {"metric": "accuracy", "teacher": "-", "student": "-", "other": "-"},
+    "snips": {"metric": "accuracy", "teacher": "-", "student": "-", "other": "-"},
+}
+TARGET_RETENTION = {"cola": 0.85}
+
+
+def load(results: Path) -> Dict[str, dict]:
+    found = {}
+    for task in ORDER:
+        path = results / f"task-{task}.json"
+        if path.is_file():
+            found[task] = read_json(path)
+    return found
+
+
+def plots(tasks: Dict[str, dict], folder: Path) -> List[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.6), squeeze=False)
+    for ax, (task, r) in zip(axes[0], tasks.items()):
+        split = r["splits"][-1]
+        for name, marker in zip(MODELS, "o^sD"):
+            m = r["models"][name]
+            ax.scatter(m["latency_ms"]["batch_1"], 100 * m["scores"][split][r["metric"]], marker=marker, s=60, label=name)
+        ax.set_xscale("log")
+        ax.set_xlabel("batch-1 latency, ms (log)")
+        ax.set_ylabel(f"{r['metric']} ({split})")
+        ax.set_title(task)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(folder / "score_vs_latency.png", dpi=110)
+    plt.close(fig)
+    files.append("results/score_vs_latency.png")
+
+    fig, ax = plt.subplots(figsize=(1.6 * len(tasks) + 2, 3.6))
+    width = 0.35
+    for offset, name in ((-width / 2, "bilstm"), (width / 2, "tinybert")):
+        values = [100 * (r["models"][name]["retention"][r["splits"][-1]] or 0) for r in tasks.values()]
+        ax.bar([i + offset for i in range(len(tasks))], values, width, label=name)
+    ax.axhline(97, color="gray", linestyle="--", linewidth=1, label="97% target (85% CoLA)")
+    ax.set_xticks(range(len(tasks)))
+    ax.set_xticklabels(list(tasks))
+    ax.set_ylabel("retention, % of teacher")
+    ax.set_ylim(0, 110)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(folder / "retention.png", dpi=110)
+    plt.close(fig)
+    files.append("results/retention.png")
+    return files
+
+
+def table(tasks: Dict[str, dict]) -> List[str]:
+    lines = ["| task | model | score | retention | params | size on disk | batch-1 ms (speed-up) | ms/example at 256 (speed-up) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for task, r in tasks.items():
+        for name in MODELS:
+            m = r["models"][name]
+            score = " / ".join(f"{s} {100 * m['scores'][s][r['metric']]:.1f}" for s in r["splits"])
+            retention = "-" if name == "teacher" else " / ".join(f"{100 * m['retention'][s]:.1f}%" for s in r["splits"] if m["retention"][s] is not None)
+            lat, up = m["latency_ms"], m["speedup_vs_teacher"]
+            lines.append(f"| {task} ({r['metric']}) | {NAMES[name]} | {score} | {retention} | {m['params'] / 1e6:.2f}M | "
+                         f"{m['size_bytes'] / 1e6:.1f} MB | {lat['batch_1']:.2f} ({up['batch_1']:.1f}x) | "
+                         f"{lat['batch_256_per_example']:.3f} ({up['batch_256_per_example']:.1f}x) |")
+    return lines
+
+
+def targets(tasks: Dict[str, dict]) -> List[str]:
+    lines = ["| task | retention >= target (BiLSTM, tiny-BERT) | >= 10x faster at batch 1 (BiLSTM, tiny-BERT) | above DIET (BiLSTM, tiny-BERT) |",
+             "|---|---|---|---|"]
+    for task, r in tasks.items():
+        split, metric = r["splits"][-1], r["metric"]
+        goal = TARGET_RETENTION.get(task, 0.97)
+        cells = []
+        for check in (lambda m: m["retention"][split] >= goal,
+                      lambda m: m["speedup_vs_teacher"]["batch_1"] >= 10,
+                      lambda m: m["scores"][split][metric] > r["models"]["diet"]["scores"][split][metric]):
+            cells.append(", ".join("met" if check(r["models"][k]) else "MISSED" for k in ("bilstm", "tinybert")))
+        lines.append(f"| {task} (goal {goal:.0%}) | " + " | ".join(cells) + " |")
+    return lines
+
+
+def stage_table(tasks: Dict[str, dict]) -> List[str]:
+    lines = ["| task | train / dev / test examples | transfer set | teacher | augment | label | BiLSTM | tiny-BERT | DIET (`rasa train nlu`) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for task, r in tasks.items():
+        b, t = r["stage_seconds"]["bilstm"], r["stage_seconds"]["tinybert"]
+        counts = " / ".join(str(r["data"].get(s, "-")) for s in ("train", "dev", "test"))
+        fmt = lambda s: f"{s / 60:.1f} min" if s is not None else "-"  # noqa: E731
+        lines.append(f"| {task} | {counts} | {r['transfer_set']['size']:,} | {fmt(b.get('teacher'))} | {fmt(b.get('augment'))} | "
+                     f"{fmt(b.get('label'))} | {fmt(b.get('student'))} | {fmt(t.get('student'))} | {fmt(r.get('diet_train_seconds'))} |")
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
+    parser.add_argument("--notes", type=Path, default=ROOT / "benchmarks" / "NOTES.md",
+                        help="hand-written findings appended to the report")
+    args = parser.parse_args()
+    tasks = load(args.results)
+    if not tasks:
+        print(f"no task-*.json in {args.results}; run benchmarks/run_all.py first")
+        return 1
+    first = next(iter(tasks.values()))
+    images = plots(tasks, args.results)
+    lines = [
+        "# Benchmarks: students against their teacher, DIET and the 2020 thesis",
+        "",
+        f"Measured {', '.join(sorted({r['date'] for r in tasks.values()}))} on {first['machine']}; "
+        f"rasa-kd {first['versions'].get('rasa-kd')}, Rasa {first['versions'].get('rasa')}, "
+        f"TensorFlow {first['versions'].get('tensorflow')}. Every figure comes from `benchmarks/results/task-*.json`.",
+        "",
+        "Commands (each task on its own, or all of them and then this report):",
+        "",
+        "```bash",
+        *[r["command"].replace("python ", ".venv/bin/python ", 1) for r in tasks.values()],
+        ".venv/bin/python benchmarks/run_all.py      # all tasks, then benchmarks/report.py",
+        "```",
+        "",
+        "## Scores, size and speed",
+        "",
+        "Scores are percentages on the split named (Sara: micro-F1; CoLA: MCC; others: accuracy). Retention is the",
+        "student's (or DIET's) score over the teacher's. Latencies are CPU wall time in one process, measured",
+        "interleaved in the same run: one sentence (batch 1, tokenization included) and per example in batches of 256.",
+        "Students run on NumPy at batch 1 and TensorFlow at batch 256; the teacher on TensorFlow; DIET behind Rasa's",
+        "own graph (its tokenizer and featurizers included, as `rasa run` computes it).",
+        "",
+        *table(tasks),
+        "",
+        f"![score against latency]({images[0]})",
+        "",
+        f"![retention]({images[1]})",
+        "",
+        "## Targets",
+        "",
+        *targets(tasks),
+        "",
+        "## The 2020 thesis and others on the same data (from ../shared/datasets/README.md)",
+        "",
+        "| task | metric | BERT-large teacher (thesis) | best thesis student | others |",
+        "|---|---|---|---|---|",
+        *[f"| {t} | {THESIS[t]['metric']} | {THESIS[t]['teacher']} | {THESIS[t]['student']} | {THESIS[t]['other']} |" for t in tasks],
+        "",
+        "Differences to keep in mind: the thesis scored SST-2 and CoLA test on the GLUE server; here SST-2 test is",
+        "the labelled sentence-level test set and CoLA is scored on its dev set. Exact duplicates are removed from",
+        "every split (Rasa's loader drops them), so Sara's test set has 948 distinct examples, not 987 rows.",
+        "",
+        "## Wall time of each stage",
+        "",
+        *stage_table(tasks),
+        "",
+        "## Scaled-down settings",
+        "",
+        "The thesis used a BERT-large teacher, GPU training and transfer sets of up to millions of GPT-2 sentences.",
+        "Here: the 6-layer MiniLM teacher, Tang et al.'s rules for augmentation (no GPT-2 weights are available",
+        "offline), and the transfer-set sizes and epochs of `configs/distill/TASK.yml` (each file says what was",
+        "scaled down and how to scale up). DIETClassifier epochs: "
+        + ", ".join(f"{t} {r['diet_epochs']}" for t, r in tasks.items()) + " (Rasa's default is 100).",
+        "",
+        "| task | overrides of configs/distill/TASK.yml in this run |",
+        "|---|---|",
+        *[f"| {t} | {', '.join(f'{k}: {v}' for k, v in {**r['overrides']['all'], **{f'bilstm {k}': v for k, v in r['overrides']['bilstm'].items()}, **{f'tiny-BERT {k}': v for k, v in r['overrides']['tinybert'].items()}}.items()) or 'none'} |"
+          for t, r in tasks.items()],
+    ]
+    if args.notes.is_file():
+        lines += ["", args.notes.read_text(encoding="utf-8").strip()]
+    write_text(args.output, "\n".join(lines) + "\n")
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""The benchmark scripts run end to end on a tiny subset (tiny models, a fake Sara folder)."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.tiny_models import DEV_EXAMPLES, INTENT_EXAMPLES, TEST_EXAMPLES, TINY_DISTILL
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.e2e
+
+
+def fake_sara(folder: Path) -> Path:
+    """The thesis TSV layout, filled with the tiny intent data."""
+    folder.mkdir(parents=True)
+    intents = sorted(INTENT_EXAMPLES)
+    (folder / "int_to_intent.tsv").write_text("".join(f"{i}\t{name}\n" for i, name in enumerate(intents)))
+    for split, examples in (("train", INTENT_EXAMPLES), ("dev", DEV_EXAMPLES), ("test", TEST_EXAMPLES)):
+        rows = [f"{intents.index(intent)}\t{text}\n" for intent, texts in examples.items() for text in texts]
+        (folder / f"{split}.tsv").write_text("".join(rows))
+    return folder
+
+
+def test_run_task_and_report_on_a_tiny_subset(tmp_path, tiny_bert_dir):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import report
+    import run_task
+
+    data = tmp_path / "datasets"
+    fake_sara(data / "sara" / "thesis_tsv")
+    settings = [f"{key}={value}" for key, value in {**TINY_DISTILL, "teacher.model": str(tiny_bert_dir),
+                                                    "student.training.epochs": 3, "transfer_set.size": 150}.items()]
+    args = ["--task", "sara", "--data-dir", str(data), "--work", str(tmp_path / "work"), "--results", str(tmp_path / "results"),
+            "--diet-epochs", "2", "--latency-sentences", "3", "--latency-batches", "1", "--no-progress", "--limit", "40"]
+    for item in settings:
+        args += ["--set", item]
+    assert run_task.main(args) == 0
+    result = json.loads((tmp_path / "results" / "task-sara-limit40.json").read_text())
+    assert set(result["models"]) == {"teacher", "bilstm", "tinybert", "diet"}
+    for model in result["models"].values():
+        assert set(model["scores"]) == {"dev", "test"} and model["params"] > 0 and model["size_bytes"] > 0
+        assert model["latency_ms"]["batch_1"] > 0 and model["speedup_vs_teacher"]["batch_256_per_example"] > 0
+    assert result["models"]["teacher"]["retention"]["test"] == 1.0
+    assert result["data"] == {"train": 36, "dev": 9, "test": 9}
+
+    (tmp_path / "results" / "task-sara.json").write_text(json.dumps(result))
+    sys.argv = ["report.py", "--results", str(tmp_path / "results"), "--output", str(tmp_path / "RESULTS.md"),
+                "--notes", str(tmp_path / "none.md")]
+    assert report.main() == 0
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "| sara (micro_f1) | BiLSTM student |" in text and "87.5 dev / 88.3 test" in text
+    assert (tmp_path / "results" / "score_vs_latency.png").is_file() and (tmp_path / "results" / "retention.png").is_file()
