@@ -32,6 +32,7 @@ def test_run_task_and_report_on_a_tiny_subset(tmp_path, tiny_bert_dir):
     settings = [f"{key}={value}" for key, value in {**TINY_DISTILL, "teacher.model": str(tiny_bert_dir),
                                                     "student.training.epochs": 3, "transfer_set.size": 150}.items()]
     args = ["--task", "sara", "--data-dir", str(data), "--work", str(tmp_path / "work"), "--results", str(tmp_path / "results"),
+            "--set", "tinybert:student.training.epochs=2",
             "--diet-epochs", "2", "--latency-sentences", "3", "--latency-batches", "1", "--no-progress", "--limit", "40"]
     for item in settings:
         args += ["--set", item]
