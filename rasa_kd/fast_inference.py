@@ -5,7 +5,9 @@ cost of calling TensorFlow (graph dispatch, tensor conversion, a while-loop per 
 time. These classes copy the trained weights once and compute the same function with a handful of
 NumPy calls per token or layer; tests check they agree with the TensorFlow models to 1e-4.
 """
-from typing import List, Tuple
+import contextlib
+import functools
+from typing import ContextManager, List, Tuple
 
 import numpy as np
 
@@ -13,6 +15,25 @@ try:  # exact GELU, as BERT's "gelu"
     from scipy.special import erf as _erf
 except ImportError:  # pragma: no cover - scipy comes with Rasa
     _erf = np.vectorize(__import__("math").erf, otypes=[np.float32])
+
+
+@functools.lru_cache(maxsize=None)
+def _blas_controller():
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn, a Rasa dependency
+        return None
+    return ThreadpoolController().select(user_api="blas")
+
+
+def single_thread_blas() -> ContextManager:
+    """NumPy's BLAS on one thread for the duration (about 6 microseconds to enter and leave).
+
+    These products are too small to gain from a second thread, and on a busy machine a BLAS thread
+    that waits for a core turned p99 at batch 1 from 8 ms into 100 ms (benchmarks/serving.py).
+    """
+    controller = _blas_controller()
+    return controller.limit(limits=1) if controller is not None and controller.lib_controllers else contextlib.nullcontext()
 
 
 def _dense(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
@@ -113,8 +134,9 @@ class NumpyBert:
 
     def __init__(self, model):
         config = model.config
-        if config.hidden_act != "gelu":
-            raise ValueError(f"the NumPy BERT implements hidden_act 'gelu', not {config.hidden_act!r}")
+        if config.hidden_act not in _GELU:
+            raise ValueError(f"the NumPy BERT implements hidden_act {sorted(_GELU)}, not {config.hidden_act!r}")
+        self.activation = _GELU[config.hidden_act]
         bert = model.bert
         embeddings = bert.embeddings
         self.eps = config.layer_norm_eps
@@ -167,10 +189,27 @@ class NumpyBert:
             context = np.ascontiguousarray(context.transpose(1, 3, 0, 2)).reshape(hidden, batch * positions)
             attended = _norm_columns(p["attention_out"][0] @ context + p["attention_out"][1] + x, *p["attention_norm"], self.eps)
             inner = p["intermediate"][0] @ attended + p["intermediate"][1]
-            inner = 0.5 * inner * (1.0 + _erf(inner * (1.0 / np.sqrt(2.0))))
+            inner = self.activation(inner)
             x = _norm_columns(p["output"][0] @ inner + p["output"][1] + attended, *p["output_norm"], self.eps)
         pooled = np.tanh(self.pooler[0] @ x + self.pooler[1])  # [hidden, batch]
         return (self.classifier[0] @ pooled + self.classifier[1]).T  # [batch, labels]
+
+
+def _gelu_exact(x: np.ndarray) -> np.ndarray:
+    """GELU with erf, as Transformers' "gelu"."""
+    return 0.5 * x * (1.0 + _erf(x * (1.0 / np.sqrt(2.0))))
+
+
+def _gelu_tanh(x: np.ndarray) -> np.ndarray:
+    """GELU's tanh approximation, as Transformers' "gelu_new" (and the original BERT code)."""
+    inner = np.tanh((x + 0.044715 * (x * x * x)) * np.float32(np.sqrt(2.0 / np.pi)))
+    inner += 1.0
+    inner *= x
+    inner *= 0.5
+    return inner
+
+
+_GELU = {"gelu": _gelu_exact, "gelu_new": _gelu_tanh}
 
 
 def _column_dense(layer) -> tuple:

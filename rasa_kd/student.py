@@ -110,6 +110,7 @@ def tinybert_config(settings, vocab_size: int, labels: Sequence[str]):
         num_hidden_layers=settings.layers,
         num_attention_heads=settings.heads,
         intermediate_size=settings.intermediate_size,
+        hidden_act=settings.activation,
         hidden_dropout_prob=settings.dropout,
         attention_probs_dropout_prob=settings.dropout,
         max_position_embeddings=settings.max_seq_length,
@@ -234,14 +235,18 @@ class StudentModel:
         return self.logits_of_ids(self.encode(texts), batch_size)
 
     def logits_of_ids(self, ids: Sequence[Sequence[int]], batch_size: int = 256) -> np.ndarray:
+        from rasa_kd.fast_inference import single_thread_blas
+
         if len(ids) == 1 and self._numpy is not None:  # serving: one message, no padding
             single = np.asarray(ids[0], dtype=np.int32)[None, :]
-            return self._numpy(single, np.ones_like(single)).astype(np.float32, copy=False)
+            with single_thread_blas():
+                return self._numpy(single, np.ones_like(single)).astype(np.float32, copy=False)
         out = np.zeros((len(ids), len(self.labels)), dtype=np.float32)
         for batch in bert.length_grouped_batches([len(x) for x in ids], batch_size):
             input_ids, mask = bert.pad([ids[i] for i in batch], PAD)
             if self._numpy is not None and len(batch) <= NUMPY_MAX_BATCH:
-                out[batch] = self._numpy(input_ids, mask)
+                with single_thread_blas():
+                    out[batch] = self._numpy(input_ids, mask)
             else:
                 out[batch] = self._forward(input_ids, mask).numpy()
         return out

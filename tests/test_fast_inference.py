@@ -31,17 +31,45 @@ def test_numpy_bilstm_matches_keras(layers, multichannel):
     np.testing.assert_allclose(runtime(ids, mask), expected, atol=1e-5)
 
 
-def test_numpy_bert_matches_transformers(tiny_bert_dir):
+@pytest.mark.parametrize("activation", ["gelu_new", "gelu"])
+def test_numpy_bert_matches_transformers(tiny_bert_dir, activation):
     from rasa_kd.bert import load_tokenizer
 
     tokenizer = load_tokenizer(tiny_bert_dir)
     ids_lists = bert.encode(tokenizer, ["hello friend", "i want a pizza with cheese please", "bye"], 16)
     vocab = StudentVocab.from_teacher_ids(ids_lists, tokenizer)
-    settings = TinyBertSettings(layers=2, hidden_size=12, heads=3, intermediate_size=20, max_seq_length=16)
+    settings = TinyBertSettings(layers=2, hidden_size=12, heads=3, intermediate_size=20, max_seq_length=16,
+                               activation=activation)
     network = build_tinybert(settings, vocab, ["a", "b", "c", "d"], teacher=None, seed=3)
     ids, mask = bert.pad(vocab.map(ids_lists), 0)
+    assert network.config.hidden_act == activation
     expected = student_forward("tinybert", network)(ids, mask).numpy()
     np.testing.assert_allclose(NumpyBert(network)(ids, mask), expected, atol=1e-4)
     np.testing.assert_allclose(NumpyBert(network)(ids[2:], mask[2:]), expected[2:], atol=1e-4)
     assert mask[1].all()  # the longest sentence: the path without an attention bias
     np.testing.assert_allclose(NumpyBert(network)(ids[1:2], mask[1:2]), expected[1:2], atol=1e-4)
+
+
+def test_numpy_bert_refuses_an_activation_it_does_not_implement(tiny_bert_dir):
+    from rasa_kd.bert import load_tokenizer
+
+    vocab = StudentVocab.from_teacher_ids(bert.encode(load_tokenizer(tiny_bert_dir), ["hello"], 8), load_tokenizer(tiny_bert_dir))
+    network = build_tinybert(TinyBertSettings(layers=1, hidden_size=8, heads=2, intermediate_size=8, max_seq_length=8), vocab, ["a", "b"])
+    network.config.hidden_act = "relu"
+    with pytest.raises(ValueError, match="relu"):
+        NumpyBert(network)
+
+
+def test_single_thread_blas_limits_numpy_blas_and_restores_it():
+    from threadpoolctl import threadpool_info
+
+    from rasa_kd.fast_inference import single_thread_blas
+
+    def blas_threads():
+        return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+
+    before = blas_threads()
+    assert before, "NumPy should link a BLAS that threadpoolctl sees"
+    with single_thread_blas():
+        assert blas_threads() == [1] * len(before)
+    assert blas_threads() == before
