@@ -7,7 +7,7 @@ NumPy calls per token or layer; tests check they agree with the TensorFlow model
 """
 import contextlib
 import functools
-from typing import ContextManager, List, Tuple
+from typing import ContextManager, List, Optional, Tuple
 
 import numpy as np
 
@@ -26,14 +26,17 @@ def _blas_controller():
     return ThreadpoolController().select(user_api="blas")
 
 
-def single_thread_blas() -> ContextManager:
-    """NumPy's BLAS on one thread for the duration (about 6 microseconds to enter and leave).
+def limit_blas_threads(threads: Optional[int]) -> ContextManager:
+    """NumPy's BLAS on at most ``threads`` threads for the duration (None: as the process has it).
 
-    These products are too small to gain from a second thread, and on a busy machine a BLAS thread
-    that waits for a core turned p99 at batch 1 from 8 ms into 100 ms (benchmarks/serving.py).
+    Entering and leaving costs about 6 microseconds. benchmarks/blas_threads.py measured the trade-off
+    (BiLSTM student, one sentence): idle machine, all threads p50 0.20 ms vs one thread 0.28 ms; every
+    core busy with other processes, all threads p50 1.36 / p99 24.9 ms vs one thread 0.29 / 2.3 ms.
     """
-    controller = _blas_controller()
-    return controller.limit(limits=1) if controller is not None and controller.lib_controllers else contextlib.nullcontext()
+    controller = _blas_controller() if threads is not None else None
+    if controller is None or not controller.lib_controllers:
+        return contextlib.nullcontext()
+    return controller.limit(limits=threads)
 
 
 def _dense(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:

@@ -209,6 +209,7 @@ class StudentModel:
         self.record = record or {}
         self._forward = student_forward(kind, network)
         self._numpy = None  # set by use_numpy(): a copy of the weights, for serving
+        self.blas_threads: Optional[int] = None  # NumPy path: at most this many BLAS threads (None: no limit)
         self._encoder = bert.Encoder(tokenizer, self.max_seq_length, self.architecture.get("special_tokens", True))
         self.special_tokens = self._encoder.special_count
 
@@ -235,17 +236,17 @@ class StudentModel:
         return self.logits_of_ids(self.encode(texts), batch_size)
 
     def logits_of_ids(self, ids: Sequence[Sequence[int]], batch_size: int = 256) -> np.ndarray:
-        from rasa_kd.fast_inference import single_thread_blas
+        from rasa_kd.fast_inference import limit_blas_threads
 
         if len(ids) == 1 and self._numpy is not None:  # serving: one message, no padding
             single = np.asarray(ids[0], dtype=np.int32)[None, :]
-            with single_thread_blas():
+            with limit_blas_threads(self.blas_threads):
                 return self._numpy(single, np.ones_like(single)).astype(np.float32, copy=False)
         out = np.zeros((len(ids), len(self.labels)), dtype=np.float32)
         for batch in bert.length_grouped_batches([len(x) for x in ids], batch_size):
             input_ids, mask = bert.pad([ids[i] for i in batch], PAD)
             if self._numpy is not None and len(batch) <= NUMPY_MAX_BATCH:
-                with single_thread_blas():
+                with limit_blas_threads(self.blas_threads):
                     out[batch] = self._numpy(input_ids, mask)
             else:
                 out[batch] = self._forward(input_ids, mask).numpy()

@@ -60,16 +60,18 @@ def test_numpy_bert_refuses_an_activation_it_does_not_implement(tiny_bert_dir):
         NumpyBert(network)
 
 
-def test_single_thread_blas_limits_numpy_blas_and_restores_it():
+def test_limit_blas_threads_limits_numpy_blas_and_restores_it():
     from threadpoolctl import threadpool_info
 
-    from rasa_kd.fast_inference import single_thread_blas
+    from rasa_kd.fast_inference import limit_blas_threads
 
     def blas_threads():
         return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
 
     before = blas_threads()
     assert before, "NumPy should link a BLAS that threadpoolctl sees"
-    with single_thread_blas():
+    with limit_blas_threads(1):
         assert blas_threads() == [1] * len(before)
     assert blas_threads() == before
+    with limit_blas_threads(None):  # no limit: the process's setting stays
+        assert blas_threads() == before

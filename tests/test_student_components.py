@@ -107,6 +107,18 @@ def test_student_config_errors(storage, context, bilstm_run):
         make_student_component(bilstm_run[0] / "student", storage, context, student="bilstm")
     with pytest.raises(InvalidConfigException, match="'ranking_length' must be an integer >= 0"):
         make_student_component(bilstm_run[0] / "student", storage, context, ranking_length="all")
+    with pytest.raises(InvalidConfigException, match="'blas_threads' must be .*1 to 256.*got 0"):
+        make_student_component(bilstm_run[0] / "student", storage, context, blas_threads=0)
+
+
+def test_blas_threads_reaches_the_student_after_create_and_load(storage, context, bilstm_run):
+    component = make_student_component(bilstm_run[0] / "student", storage, context, blas_threads=1)
+    assert component.student.blas_threads == 1
+    component.train(training_data())
+    loaded = StudentIntentClassifier.load(component.component_config, storage, Resource(NODE), context)
+    assert loaded.student.blas_threads == 1
+    assert make_student_component(bilstm_run[0] / "student", storage, context).student.blas_threads is None
+    assert process(loaded, ["i want a pizza"])[0].get("intent")["name"] is not None
 
 
 # --- distillation inside rasa train ------------------------------------------------------------
@@ -163,6 +175,7 @@ def test_distilled_classifier_holds_out_dev_and_cleans_up(tiny_bert_dir, storage
     ({"teacher": 5}, "'teacher' must be a mapping of settings"),
     ({"dev_fraction": 0.9}, "'dev_fraction' must be a number in \\[0.0, 0.5\\), got 0.9"),
     ({"epochs": 3}, "unknown setting\\(s\\) 'epochs'"),
+    ({"blas_threads": "all"}, "'blas_threads' must be"),
 ])
 def test_distilled_config_errors_name_the_key_as_written(tiny_bert_dir, storage, context, config, message):
     with pytest.raises(InvalidConfigException, match=f"DistilledIntentClassifier \\({NODE}\\): .*{message}"):

@@ -1,5 +1,5 @@
 """What the rasa-kd classifiers share: the output contract, config checks, error wrapping."""
-from typing import Any, Callable, List, Sequence, Text
+from typing import Any, Callable, List, Optional, Sequence, Text
 
 import numpy as np
 from rasa.shared.exceptions import RasaException
@@ -8,9 +8,10 @@ from rasa.shared.nlu.training_data.message import Message
 
 from rasa_kd.errors import ConfigError
 from rasa_kd.predictions import NO_INTENT, rank_intents
-from rasa_kd.settings import integer
+from rasa_kd.settings import integer, optional_integer
 
 RANKING_LENGTH = "ranking_length"
+BLAS_THREADS = "blas_threads"
 # Rasa adds this key itself for `rasa train --finetune`.
 RASA_ADDED_KEYS = ("finetuning_epoch_fraction",)
 
@@ -22,6 +23,13 @@ class RasaKDComponentError(RasaException):
 def check_ranking_length(value: Any, owner: Text) -> int:
     try:
         return integer(0)(RANKING_LENGTH, value)
+    except ConfigError as error:
+        raise ConfigError(f"{owner}: {error}") from None
+
+
+def check_blas_threads(value: Any, owner: Text) -> Optional[int]:
+    try:
+        return optional_integer(1, 256)(BLAS_THREADS, value)
     except ConfigError as error:
         raise ConfigError(f"{owner}: {error}") from None
 

@@ -19,7 +19,14 @@ from rasa.shared.exceptions import InvalidConfigException
 from rasa.shared.nlu.constants import INTENT, TEXT
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
-from rasa_kd.components.common import RANKING_LENGTH, RASA_ADDED_KEYS, RasaKDComponentError, check_ranking_length
+from rasa_kd.components.common import (
+    BLAS_THREADS,
+    RANKING_LENGTH,
+    RASA_ADDED_KEYS,
+    RasaKDComponentError,
+    check_blas_threads,
+    check_ranking_length,
+)
 from rasa_kd.components.student_intent_classifier import STUDENT_FOLDER, StudentIntentClassifier
 from rasa_kd.errors import ConfigError, RasaKDError
 from rasa_kd.settings import number, optional_text
@@ -71,6 +78,9 @@ class DistilledIntentClassifier(StudentIntentClassifier):
             "workdir": None,
             # Intents listed in `intent_ranking`; 0 lists all.
             RANKING_LENGTH: 10,
+            # At most this many NumPy BLAS threads per message; null: the process's setting (all cores,
+            # or OPENBLAS_NUM_THREADS). 1 suits a server whose cores are busy with other processes.
+            BLAS_THREADS: None,
         }
 
     def __init__(
@@ -88,6 +98,7 @@ class DistilledIntentClassifier(StudentIntentClassifier):
         try:
             self.distill_config = self._distill_config(self.component_config, owner)
             self.ranking_length = check_ranking_length(self.component_config[RANKING_LENGTH], owner)
+            self.blas_threads = check_blas_threads(self.component_config[BLAS_THREADS], owner)
             self.dev_fraction = number(0.0, 0.5, max_inclusive=False)("dev_fraction", self.component_config["dev_fraction"])
             self.workdir = optional_text()("workdir", self.component_config["workdir"])
         except ConfigError as error:

@@ -16,9 +16,11 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from rasa_kd.components.common import (
+    BLAS_THREADS,
     RANKING_LENGTH,
     RASA_ADDED_KEYS,
     RasaKDComponentError,
+    check_blas_threads,
     check_ranking_length,
     set_intents,
     set_no_intents,
@@ -70,6 +72,9 @@ class StudentIntentClassifier(GraphComponent, IntentClassifier):
             STUDENT_PATH: None,
             # Intents listed in `intent_ranking`; 0 lists all.
             RANKING_LENGTH: 10,
+            # At most this many NumPy BLAS threads per message; null: the process's setting (all cores,
+            # or OPENBLAS_NUM_THREADS). 1 suits a server whose cores are busy with other processes.
+            BLAS_THREADS: None,
         }
 
     def __init__(
@@ -87,13 +92,25 @@ class StudentIntentClassifier(GraphComponent, IntentClassifier):
         unknown = sorted(set(self.component_config) - set(self.get_default_config()) - set(RASA_ADDED_KEYS))
         try:
             if unknown:
-                raise ConfigError(f"{owner}: unknown setting(s) {', '.join(map(repr, unknown))}; allowed: {STUDENT_PATH}, {RANKING_LENGTH}")
+                raise ConfigError(f"{owner}: unknown setting(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(self.get_default_config())}")
             self.ranking_length = check_ranking_length(self.component_config[RANKING_LENGTH], owner)
+            self.blas_threads = check_blas_threads(self.component_config[BLAS_THREADS], owner)
         except ConfigError as error:
             raise InvalidConfigException(str(error)) from None
         self._model_storage = model_storage
         self._resource = resource
         self.student = student
+
+    @property
+    def student(self) -> Optional[Any]:
+        """The loaded :class:`rasa_kd.student.StudentModel`, or None before training."""
+        return self._student
+
+    @student.setter
+    def student(self, student: Optional[Any]) -> None:
+        if student is not None:
+            student.blas_threads = self.blas_threads
+        self._student = student
 
     def _student_folder(self) -> Path:
         path = self.component_config[STUDENT_PATH]
