@@ -188,7 +188,9 @@ def main() -> int:
         "Here: the 6-layer MiniLM teacher, Tang et al.'s rules for augmentation (no GPT-2 weights are available",
         "offline), and the transfer-set sizes and epochs of `configs/distill/TASK.yml` (each file says what was",
         "scaled down and how to scale up). DIETClassifier epochs: "
-        + ", ".join(f"{t} {r['diet_epochs']}" for t, r in tasks.items()) + " (Rasa's default is 100).",
+        + ", ".join(f"{t} {r['diet_epochs']}" for t, r in tasks.items()) + " (Rasa's default is 100). DIET's pipeline is",
+        "Rasa's default NLU pipeline without its FallbackClassifier, which would turn answers below 0.3 confidence",
+        "into `nlu_fallback` (scored as wrong); the students have no fallback either.",
         "",
         "| task | overrides of configs/distill/TASK.yml in this run |",
         "|---|---|",
