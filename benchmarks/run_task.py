@@ -116,13 +116,15 @@ def train_diet(task: str, files: Dict[str, str], work: Path, epochs: int) -> dic
             component["epochs"] = epochs
     (folder / "config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     archive = folder / "models" / "diet.tar.gz"
-    seconds = None
+    timing = folder / "train_seconds.json"  # kept beside the archive, so a rerun that reuses it still reports it
+    seconds = read_json(timing)["seconds"] if archive.is_file() and timing.is_file() else None
     if not archive.is_file():
         print(f"-- {task}: rasa train nlu with DIET ({epochs} epochs)", flush=True)
         started = time.perf_counter()
         run_rasa(["train", "nlu", "--config", "config.yml", "--nlu", files["train"], "--out", "models",
                   "--fixed-model-name", "diet"], cwd=folder)
         seconds = time.perf_counter() - started
+        write_json(timing, {"seconds": seconds})
     scores = {}
     for split in TASKS[task]["splits"]:
         out = folder / "results" / split
@@ -172,13 +174,19 @@ def latencies(work: Path, diet_archive: Path, sentences: List[str], single: int,
     for run in runners.values():  # warm-up: graphs traced, buffers allocated
         run(sentences[:1])
         run(sentences[:256])
+    # Blocks of sentences cycle through the models, so drift in the machine's speed hits all alike.
+    # Not one sentence per model in turn: TensorFlow's thread pools keep spinning for a moment after
+    # a call (teacher, DIET) and slow a NumPy student called right after, which a server holding only
+    # the student never sees (measured on Sara: BiLSTM 0.65 ms interleaved per sentence, 0.30 ms in blocks).
     one = {name: [] for name in runners}
-    for i in range(single):
-        text = [sentences[i % len(sentences)]]
+    block = 25
+    for start in range(0, single, block):
         for name, run in runners.items():
-            t = time.perf_counter()
-            run(text)
-            one[name].append((time.perf_counter() - t) * 1000)
+            for i in range(start, min(single, start + block)):
+                text = [sentences[i % len(sentences)]]
+                t = time.perf_counter()
+                run(text)
+                one[name].append((time.perf_counter() - t) * 1000)
     many = {name: [] for name in runners}
     batch = [sentences[i % len(sentences)] for i in range(256)]
     for _ in range(batches):
