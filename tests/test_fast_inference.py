@@ -25,9 +25,13 @@ def test_numpy_bilstm_matches_keras(layers, multichannel):
     ids, mask = batch_with_padding(30)
     expected = student_forward("bilstm", network)(ids, mask).numpy()
     runtime = NumpyBiLSTM(network)
-    np.testing.assert_allclose(runtime(ids, mask), expected, atol=1e-5)
+    # The first layer's projection table fills token by token: first one sentence, then the batch.
     np.testing.assert_allclose(runtime(ids[:1, :7], mask[:1, :7]), expected[:1], atol=1e-5)  # no padding: fast path
-    runtime.first_projection = None  # the path for vocabularies too large to precompute
+    assert set(np.flatnonzero(runtime._projected)) == set(ids[0, :7])
+    np.testing.assert_allclose(runtime(ids, mask), expected, atol=1e-5)
+    assert set(np.flatnonzero(runtime._projected)) == set(ids.ravel())
+    np.testing.assert_allclose(runtime(ids, mask), expected, atol=1e-5)  # all from the table
+    runtime.first_projection = None  # without the table: every projection computed
     np.testing.assert_allclose(runtime(ids, mask), expected, atol=1e-5)
 
 
