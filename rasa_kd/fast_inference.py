@@ -53,9 +53,10 @@ class NumpyBiLSTM:
     """Embeddings -> BiLSTM layers -> ReLU layer -> logits, from a Keras model of ``build_bilstm``."""
 
     # The first layer's input projection x @ W + b depends on the token alone, so it is kept in a
-    # table [vocab, 8H] filled the first time each token is seen: a lookup then replaces a third of
-    # the arithmetic (for 6 tokens and 300 units, 0.3 ms of products). The table is allocated but not
-    # written ahead, so it holds memory only for the tokens met (one 9.6 kB row each at 300 units).
+    # table [vocab, 8H]: a lookup then replaces a third of the arithmetic (for 6 tokens and 300
+    # units, 0.3 ms of products). A table up to TABLE_BYTES is filled at load; a larger one row by row
+    # the first time each token is seen, holding memory only for the tokens met (9.6 kB each at 300 units).
+    TABLE_BYTES = 64 * 2**20
 
     def __init__(self, network):
         get = network.get_layer
@@ -80,6 +81,8 @@ class NumpyBiLSTM:
         vocab, width = self.embeddings.shape[0], self.layers[0][0].shape[1]
         self.first_projection = np.empty((vocab, width), dtype=np.float32)  # [vocab, 8H], rows filled on demand
         self._projected = np.zeros(vocab, dtype=bool)
+        if vocab * width * 4 <= self.TABLE_BYTES:
+            self._fill_projection(np.arange(vocab))
         self.dense_w, self.dense_b = get("dense").get_weights()
         self.out_w, self.out_b = get("logits").get_weights()
 

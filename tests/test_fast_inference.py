@@ -15,7 +15,7 @@ def batch_with_padding(vocab_size, seed=0):
 
 
 @pytest.mark.parametrize("layers, multichannel", [(1, False), (2, True)])
-def test_numpy_bilstm_matches_keras(layers, multichannel):
+def test_numpy_bilstm_matches_keras(layers, multichannel, monkeypatch):
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(1)
@@ -25,7 +25,12 @@ def test_numpy_bilstm_matches_keras(layers, multichannel):
     ids, mask = batch_with_padding(30)
     expected = student_forward("bilstm", network)(ids, mask).numpy()
     runtime = NumpyBiLSTM(network)
-    # The first layer's projection table fills token by token: first one sentence, then the batch.
+    assert runtime._projected.all()  # a small table is filled at load
+    np.testing.assert_allclose(runtime(ids, mask), expected, atol=1e-5)
+    monkeypatch.setattr(NumpyBiLSTM, "TABLE_BYTES", 0)
+    runtime = NumpyBiLSTM(network)
+    # A large table fills token by token: first one sentence, then the batch.
+    assert not runtime._projected.any()
     np.testing.assert_allclose(runtime(ids[:1, :7], mask[:1, :7]), expected[:1], atol=1e-5)  # no padding: fast path
     assert set(np.flatnonzero(runtime._projected)) == set(ids[0, :7])
     np.testing.assert_allclose(runtime(ids, mask), expected, atol=1e-5)
