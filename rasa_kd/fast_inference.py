@@ -56,7 +56,7 @@ class NumpyBiLSTM:
     # table [vocab, 8H]: a lookup then replaces a third of the arithmetic (for 6 tokens and 300
     # units, 0.3 ms of products). A table up to TABLE_BYTES is filled at load; a larger one row by row
     # the first time each token is seen, holding memory only for the tokens met (9.6 kB each at 300 units).
-    TABLE_BYTES = 64 * 2**20
+    TABLE_BYTES = 256 * 2**20
 
     def __init__(self, network):
         get = network.get_layer
