@@ -19,7 +19,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 os.environ["RASA_TELEMETRY_ENABLED"] = "false"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -159,34 +159,45 @@ class DietRunner:
                                         targets=[self.processor.model_metadata.nlu_target])
 
 
+def batch_1_in_blocks(runners: Dict[str, Callable[[List[str]], object]], sentences: List[str], calls: int,
+                      block: int = 25) -> Dict[str, List[float]]:
+    """Milliseconds of each of ``calls`` one-sentence calls per runner, in blocks that cycle through the runners.
+
+    Blocks, so drift in the machine's speed hits all runners alike. Not one sentence per runner in
+    turn: TensorFlow's thread pools keep spinning for a moment after a call (teacher, DIET) and slow
+    a NumPy student called right after, which a server holding only the student never sees
+    (measured on Sara: BiLSTM 0.65 ms interleaved per sentence, 0.30 ms in blocks).
+    """
+    times: Dict[str, List[float]] = {name: [] for name in runners}
+    for start in range(0, calls, block):
+        for name, run in runners.items():
+            for i in range(start, min(calls, start + block)):
+                text = [sentences[i % len(sentences)]]
+                t = time.perf_counter()
+                run(text)
+                times[name].append((time.perf_counter() - t) * 1000)
+    return times
+
+
 def latencies(work: Path, diet_archive: Path, sentences: List[str], single: int, batches: int) -> dict:
     """Batch-1 and batch-256 latency of teacher, students and DIET, interleaved in one process."""
     from rasa_kd.student import StudentModel
     from rasa_kd.teacher import Teacher
 
+    def batched(model):
+        return lambda texts: model.logits(texts, batch_size=256)
+
     runners = {
-        "teacher": (lambda m: lambda texts: m.logits(texts, batch_size=256))(Teacher.load(work / "bilstm" / "teacher")),
-        "bilstm": (lambda m: lambda texts: m.logits(texts, batch_size=256))(StudentModel.load(work / "bilstm" / "student")),
-        "tinybert": (lambda m: lambda texts: m.logits(texts, batch_size=256))(StudentModel.load(work / "tinybert" / "student")),
+        "teacher": batched(Teacher.load(work / "bilstm" / "teacher")),
+        "bilstm": batched(StudentModel.load(work / "bilstm" / "student")),
+        "tinybert": batched(StudentModel.load(work / "tinybert" / "student")),
     }
     diet = DietRunner(diet_archive)
     runners["diet"] = diet.parse
     for run in runners.values():  # warm-up: graphs traced, buffers allocated
         run(sentences[:1])
         run(sentences[:256])
-    # Blocks of sentences cycle through the models, so drift in the machine's speed hits all alike.
-    # Not one sentence per model in turn: TensorFlow's thread pools keep spinning for a moment after
-    # a call (teacher, DIET) and slow a NumPy student called right after, which a server holding only
-    # the student never sees (measured on Sara: BiLSTM 0.65 ms interleaved per sentence, 0.30 ms in blocks).
-    one = {name: [] for name in runners}
-    block = 25
-    for start in range(0, single, block):
-        for name, run in runners.items():
-            for i in range(start, min(single, start + block)):
-                text = [sentences[i % len(sentences)]]
-                t = time.perf_counter()
-                run(text)
-                one[name].append((time.perf_counter() - t) * 1000)
+    one = batch_1_in_blocks(runners, sentences, single)
     many = {name: [] for name in runners}
     batch = [sentences[i % len(sentences)] for i in range(256)]
     for _ in range(batches):
@@ -234,10 +245,13 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     bilstm, tinybert = students["bilstm"], students["tinybert"]
     metric = TASKS[task]["metric"]
+    def summary(metrics: dict) -> dict:
+        return {key: metrics[key] for key in ("scores", "params", "size_bytes")}
+
     models = {
-        "teacher": {"scores": bilstm["teacher"]["scores"], "params": bilstm["teacher"]["params"], "size_bytes": bilstm["teacher"]["size_bytes"]},
-        "bilstm": {"scores": bilstm["student"]["scores"], "params": bilstm["student"]["params"], "size_bytes": bilstm["student"]["size_bytes"]},
-        "tinybert": {"scores": tinybert["student"]["scores"], "params": tinybert["student"]["params"], "size_bytes": tinybert["student"]["size_bytes"]},
+        "teacher": summary(bilstm["teacher"]),
+        "bilstm": summary(bilstm["student"]),
+        "tinybert": summary(tinybert["student"]),
         "diet": {"scores": diet["scores"], "params": diet_params, "size_bytes": diet["size_bytes"]},
     }
     teacher_latency = latency["teacher"]

@@ -117,7 +117,7 @@ def interleaved(archives: dict, count: int, block: int = 50):
                 server.process.send_signal(signal.SIGSTOP)
             done += size
     return {name: {**percentiles(values), "requests_per_second": 1000 * len(values) / sum(values), "requests": len(values)}
-            for name, values in latencies.items()}, None
+            for name, values in latencies.items()}
 
 
 def percentiles(latencies):
@@ -216,7 +216,7 @@ def main() -> int:
         "bilstm": train("bilstm", pipeline_config("bilstm", [{"name": "rasa_kd.StudentIntentClassifier", "student_path": str(students["bilstm"])}])),
         "tinybert": train("tinybert", pipeline_config("tinybert", [{"name": "rasa_kd.StudentIntentClassifier", "student_path": str(students["tinybert"])}])),
     }
-    sequential, load = interleaved(archives, args.requests)
+    sequential = interleaved(archives, args.requests)
     with rasa_server(archives["bilstm"], cwd=WORK) as server:
         print(f"-- {args.concurrency} concurrent clients for {args.seconds:.0f} s against the BiLSTM student", flush=True)
         load = concurrent_load(server, args.concurrency, args.seconds)

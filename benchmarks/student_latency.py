@@ -12,7 +12,6 @@ import datetime
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -22,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from rasa_kd.data.nlu_yaml import load_intent_examples  # noqa: E402
 from rasa_kd.io_utils import write_json  # noqa: E402
+from run_task import batch_1_in_blocks  # noqa: E402  (benchmarks/ is on the path when run as a script)
 
 
 def main() -> int:
@@ -44,15 +44,7 @@ def main() -> int:
         model.logits(texts[:256])
         for text in texts[:50]:
             model.logits([text])
-    times = {name: [] for name in models}
-    block = 25
-    for start in range(0, args.calls, block):
-        for name, model in models.items():
-            for i in range(start, min(args.calls, start + block)):
-                text = [texts[i % len(texts)]]
-                t = time.perf_counter()
-                model.logits(text)
-                times[name].append((time.perf_counter() - t) * 1000)
+    times = batch_1_in_blocks({name: model.logits for name, model in models.items()}, texts, args.calls)
     teacher = statistics.median(times["teacher"])
     rows = []
     for name, model in models.items():

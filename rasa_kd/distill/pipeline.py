@@ -271,10 +271,10 @@ def student_stage(config: DistillConfig, run: RunFolder, progress: bool = True, 
         table = teacher.model.get_input_embeddings().weight.numpy()
         initial = table[vocab.teacher_ids] if arch_settings.embeddings == "teacher" else None
         network = build_bilstm(arch_settings, vocab.size, len(labels), initial, table.shape[1])
-        architecture = {**dataclasses.asdict(arch_settings), "embedding_dim": int(table.shape[1]), "special_tokens": False}
+        architecture = {**dataclasses.asdict(arch_settings), "embedding_dim": int(table.shape[1]), "special_tokens": special_tokens}
     else:
         network = build_tinybert(arch_settings, vocab, labels, teacher, s.training.random_seed)
-        architecture = {**dataclasses.asdict(arch_settings), "special_tokens": True}
+        architecture = {**dataclasses.asdict(arch_settings), "special_tokens": special_tokens}
         if arch_settings.init == "teacher" and not arch_settings.teacher_layers:
             from rasa_kd.student import default_teacher_layers
 
