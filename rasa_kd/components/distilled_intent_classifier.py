@@ -65,7 +65,7 @@ class DistilledIntentClassifier(StudentIntentClassifier):
             "labelling": {},
             # BiLSTM: layers (1), hidden_units (300), dense_units (400), dropout, embeddings, multichannel, max_seq_length.
             "bilstm": {},
-            # tiny-BERT: layers (5), hidden_size (204), heads (3), intermediate_size (750), dropout, init, teacher_layers.
+            # tiny-BERT: layers (4), hidden_size (128), heads (2), intermediate_size (512), dropout, init, teacher_layers.
             "tinybert": {},
             # Student training: epochs (30), batch_size (64), learning_rate (1e-3), schedule, loss (mse | kl),
             # temperature, alpha, early_stopping_patience (5), dev_metric, random_seed, ...
