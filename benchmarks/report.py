@@ -95,7 +95,8 @@ def table(tasks: Dict[str, dict]) -> List[str]:
             score = " / ".join(f"{s} {100 * m['scores'][s][r['metric']]:.1f}" for s in r["splits"])
             retention = "-" if name == "teacher" else " / ".join(f"{100 * m['retention'][s]:.1f}%" for s in r["splits"] if m["retention"][s] is not None)
             lat, up = m["latency_ms"], m["speedup_vs_teacher"]
-            lines.append(f"| {task} ({r['metric']}) | {NAMES[name]} | {score} | {retention} | {m['params'] / 1e6:.2f}M | "
+            label = f"{NAMES[name]} ({m['shape']})" if m.get("shape") else NAMES[name]
+            lines.append(f"| {task} ({r['metric']}) | {label} | {score} | {retention} | {m['params'] / 1e6:.2f}M | "
                          f"{m['size_bytes'] / 1e6:.1f} MB | {lat['batch_1']:.2f} ({up['batch_1']:.1f}x) | "
                          f"{lat['batch_256_per_example']:.3f} ({up['batch_256_per_example']:.1f}x) |")
     return lines

@@ -209,6 +209,14 @@ def latencies(work: Path, diet_archive: Path, sentences: List[str], single: int,
             for name in runners}, diet.params
 
 
+def student_shape(folder: Path) -> str:
+    """The student's size in words, from its saved record: "1 x 300 BiLSTM, dense 400" or "4 x 128, 2 heads, intermediate 512"."""
+    arch = read_json(folder / "student.json")["architecture"]
+    if "hidden_units" in arch:
+        return f"{arch['layers']} x {arch['hidden_units']} BiLSTM, dense {arch['dense_units']}"
+    return f"{arch['layers']} x {arch['hidden_size']}, {arch['heads']} heads, intermediate {arch['intermediate_size']}"
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", required=True, choices=sorted(TASKS))
@@ -250,8 +258,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     models = {
         "teacher": summary(bilstm["teacher"]),
-        "bilstm": summary(bilstm["student"]),
-        "tinybert": summary(tinybert["student"]),
+        "bilstm": {**summary(bilstm["student"]), "shape": student_shape(work / "bilstm" / "student")},
+        "tinybert": {**summary(tinybert["student"]), "shape": student_shape(work / "tinybert" / "student")},
         "diet": {"scores": diet["scores"], "params": diet_params, "size_bytes": diet["size_bytes"]},
     }
     teacher_latency = latency["teacher"]

@@ -1,5 +1,6 @@
 """The benchmark scripts run end to end on a tiny subset (tiny models, a fake Sara folder)."""
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -44,11 +45,13 @@ def test_run_task_and_report_on_a_tiny_subset(tmp_path, tiny_bert_dir):
         assert model["latency_ms"]["batch_1"] > 0 and model["speedup_vs_teacher"]["batch_256_per_example"] > 0
     assert result["models"]["teacher"]["retention"]["test"] == 1.0
     assert result["data"] == {"train": 36, "dev": 9, "test": 9}
+    assert re.fullmatch(r"\d+ x \d+ BiLSTM, dense \d+", result["models"]["bilstm"]["shape"])
+    assert re.fullmatch(r"\d+ x \d+, \d+ heads, intermediate \d+", result["models"]["tinybert"]["shape"])
 
     (tmp_path / "results" / "task-sara.json").write_text(json.dumps(result))
     sys.argv = ["report.py", "--results", str(tmp_path / "results"), "--output", str(tmp_path / "RESULTS.md"),
                 "--notes", str(tmp_path / "none.md")]
     assert report.main() == 0
     text = (tmp_path / "RESULTS.md").read_text()
-    assert "| sara (micro_f1) | BiLSTM student |" in text and "87.5 dev / 88.3 test" in text
+    assert f"| sara (micro_f1) | BiLSTM student ({result['models']['bilstm']['shape']}) |" in text and "87.5 dev / 88.3 test" in text
     assert (tmp_path / "results" / "score_vs_latency.png").is_file() and (tmp_path / "results" / "retention.png").is_file()
