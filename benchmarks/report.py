@@ -57,8 +57,10 @@ def plots(tasks: Dict[str, dict], folder: Path) -> List[str]:
         ax.set_ylabel(f"{r['metric']} ({split})")
         ax.set_title(task)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    # One legend below the panels, where it cannot cover a point.
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(MODELS), fontsize=8)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(folder / "score_vs_latency.png", dpi=110)
     plt.close(fig)
     files.append("results/score_vs_latency.png")
