@@ -79,7 +79,7 @@ class NumpyBiLSTM:
             # Stored transposed: U.T @ h is 25% faster than h @ U for one sentence (OpenBLAS).
             self.layers.append((kernel, bias, np.ascontiguousarray(recurrent.transpose(0, 2, 1))))
         vocab, width = self.embeddings.shape[0], self.layers[0][0].shape[1]
-        self.first_projection = np.empty((vocab, width), dtype=np.float32)  # [vocab, 8H], rows filled on demand
+        self.first_projection = np.empty((vocab, width), dtype=np.float32)  # [vocab, 8H]; _projected marks filled rows
         self._projected = np.zeros(vocab, dtype=bool)
         if vocab * width * 4 <= self.TABLE_BYTES:
             self._fill_projection(np.arange(vocab))
