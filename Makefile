@@ -1,8 +1,12 @@
 # rasa-kd: `make test` installs everything into .venv and runs the tests; `make demo` runs the main job.
+# Works from any directory (make -C DIR, make -f DIR/Makefile); a relative VENV is taken relative to
+# the directory make runs in, and handed to install.sh as an absolute path.
+ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 PYTHON ?= python3
-VENV ?= .venv
-PY := $(VENV)/bin/python
-STAMP := $(VENV)/.rasa-kd-installed
+VENV ?= $(ROOT)/.venv
+VENV_DIR := $(abspath $(VENV))
+PY := $(VENV_DIR)/bin/python
+STAMP := $(VENV_DIR)/.rasa-kd-installed
 export RASA_TELEMETRY_ENABLED := false
 export TF_CPP_MIN_LOG_LEVEL := 2
 
@@ -10,21 +14,21 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 
 setup: $(STAMP)
 
-$(STAMP): scripts/install.sh requirements.txt requirements-dev.txt requirements-weights.txt setup.py
-	VENV=$(VENV) PYTHON=$(PYTHON) scripts/install.sh
-	touch $(STAMP)
+$(STAMP): $(addprefix $(ROOT)/,scripts/install.sh requirements.txt requirements-dev.txt requirements-weights.txt setup.py)
+	VENV="$(VENV_DIR)" PYTHON="$(PYTHON)" "$(ROOT)/scripts/install.sh"
+	touch "$(STAMP)"
 
 test: setup
-	$(PY) -m pytest
+	cd "$(ROOT)" && "$(PY)" -m pytest
 
 test-slow: setup
-	$(PY) -m pytest -m slow
+	cd "$(ROOT)" && "$(PY)" -m pytest -m slow
 
 test-all: setup
-	$(PY) -m pytest -m ""
+	cd "$(ROOT)" && "$(PY)" -m pytest -m ""
 
 demo: setup
-	$(PY) scripts/demo.py
+	cd "$(ROOT)" && "$(PY)" scripts/demo.py
 
 clean:
-	rm -rf $(VENV) example_bot/models
+	rm -rf "$(VENV_DIR)" "$(ROOT)/example_bot/models"

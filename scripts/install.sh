@@ -1,14 +1,28 @@
 #!/usr/bin/env bash
 # Creates the project's virtual environment and installs the stack into it (see README "Installation").
 # Idempotent: re-running it on an installed venv only checks it.
+#   scripts/install.sh                       install into $VENV (default: .venv beside this folder)
+#   scripts/install.sh --build-config-only   write the matplotlib build config, print what pip's build reads
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-venv="${VENV:-$root/.venv}"
+# Absolute, resolved against the caller's working directory: pip builds sdists in a temporary folder,
+# where a relative path (such as MPLSETUPCFG=.venv/mplsetup.cfg) names nothing, and matplotlib's
+# build then quietly falls back to downloading FreeType, which fails offline.
+venv="$(realpath -m -- "${VENV:-$root/.venv}")"
 python="${PYTHON:-python3}"
 
-# matplotlib 3.5.3 (Rasa's pin) is built from source on Python 3.11 against the system FreeType and
-# Qhull, because its own build would download FreeType.
+# matplotlib 3.5.3 (Rasa's pin) has no wheel for Python 3.11: it is built from source against the
+# system FreeType and Qhull, because its own build would download FreeType.
+mkdir -p "$venv"
+mplcfg="$venv/mplsetup.cfg"
+printf '[libs]\nsystem_freetype = true\nsystem_qhull = true\n' > "$mplcfg"
+export MPLSETUPCFG="$mplcfg"
+if [ "${1:-}" = "--build-config-only" ]; then
+  echo "MPLSETUPCFG=$MPLSETUPCFG"
+  exit 0
+fi
+
 need_pkgs=()
 for pkg in libfreetype-dev libqhull-dev pkg-config; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
@@ -28,10 +42,6 @@ if [ ! -x "$venv/bin/python" ]; then
   echo "install.sh: creating $venv"
   "$python" -m venv "$venv"
 fi
-
-mplcfg="$venv/mplsetup.cfg"
-printf '[libs]\nsystem_freetype = true\nsystem_qhull = true\n' > "$mplcfg"
-export MPLSETUPCFG="$mplcfg"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 pip=("$venv/bin/python" -m pip)
@@ -47,4 +57,8 @@ if [ -n "$problems" ]; then
   echo "$problems" >&2
   exit 1
 fi
+# A matplotlib built without the system FreeType would have failed above; this catches one that
+# imports but cannot render text.
+"$venv/bin/python" -c "import matplotlib; matplotlib.use('Agg'); import matplotlib.ft2font" \
+  || { echo "install.sh: matplotlib is installed but its FreeType extension does not load" >&2; exit 1; }
 echo "install.sh: ready: $venv"
