@@ -3,12 +3,15 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import List, Optional
 
 from rasa_kd.errors import RasaKDError
 
-logger = logging.getLogger("rasa_kd")
+# Loggers of libraries that announce things on import or on first use (TensorFlow, absl, Transformers,
+# h5py, Rasa's own): shown from ERROR up unless --verbose.
+THIRD_PARTY_LOGGERS = ("tensorflow", "absl", "transformers", "h5py", "rasa", "matplotlib", "urllib3", "numexpr", "sanic")
 
 
 def _add_convert(subparsers: argparse._SubParsersAction) -> None:
@@ -79,8 +82,11 @@ def _add_stage(subparsers: argparse._SubParsersAction, stage: str) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any setting, e.g. --set student.training.epochs=5 (repeatable)")
     parser.add_argument("--force", action="store_true", help="redo stages even if their inputs did not change")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.set_defaults(run=_run_stage, stage=stage)
+    bars = parser.add_mutually_exclusive_group()
+    bars.add_argument("--progress", dest="progress", action="store_const", const=True,
+                      help="progress bars even when standard error is not a terminal (default: only on a terminal)")
+    bars.add_argument("--no-progress", dest="progress", action="store_const", const=False, help="no progress bars")
+    parser.set_defaults(run=_run_stage, stage=stage, progress=None)
 
 
 def resolve_config(args: argparse.Namespace):
@@ -105,7 +111,7 @@ def _run_stage(args: argparse.Namespace) -> int:
     from rasa_kd.distill import pipeline
 
     config = resolve_config(args)
-    progress = not args.no_progress
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
     if args.stage == "distill":
         metrics = pipeline.distill(config, args.output, progress=progress, force=args.force)
     else:
@@ -132,7 +138,8 @@ def _print_metrics(metrics: dict) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rasa-kd", description="Distil BERT intent classifiers for Rasa.")
-    parser.add_argument("--verbose", "-v", action="store_true", help="log debug messages")
+    parser.add_argument("--verbose", "-v", action="store_true",
+                        help="log debug messages, and show what TensorFlow, Transformers and other libraries print")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_convert(subparsers)
     for stage in STAGE_HELP:
@@ -140,14 +147,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_output(verbose: bool) -> None:
+    """What the user sees: rasa-kd's messages and warnings; other libraries' notices only if ``verbose``.
+
+    Called before TensorFlow or Transformers are imported, so their import-time notices are covered.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")  # TensorFlow's C++ notices
+    if not verbose:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        # Third-party DeprecationWarnings and the like (SQLAlchemy, pkg_resources, TensorFlow, ...) are
+        # hidden; filters are matched newest first, so warnings raised by rasa-kd's code stay visible.
+        warnings.filterwarnings("ignore")
+        warnings.filterwarnings("default", module=r"rasa_kd(\.|$)")
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.captureWarnings(True)
+    if not verbose:
+        for name in THIRD_PARTY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up notices
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # every model is a local folder
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-    )
+    configure_output(args.verbose)
     try:
         return args.run(args)
     except RasaKDError as error:
