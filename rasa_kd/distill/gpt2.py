@@ -1,12 +1,12 @@
 """GPT-2 generation of transfer sentences (Tang & Lin 2019): fine-tune a language model on the
 training sentences, then sample new ones. The model loads from a local folder only."""
 import logging
-import math
 from pathlib import Path
 from typing import List, Sequence
 
 import numpy as np
 
+from rasa_kd.distill.training import Trainer
 from rasa_kd.errors import ConfigError, ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -16,7 +16,7 @@ def load_gpt2(model: str):
     """A TF GPT-2 LM and its tokenizer from a local folder (tf_model.h5 or PyTorch safetensors)."""
     from transformers import AutoConfig, AutoTokenizer, TFAutoModelForCausalLM
 
-    from rasa_kd import bert
+    from rasa_kd.models import bert
 
     if model is None:
         raise ConfigError(
@@ -40,49 +40,48 @@ def load_gpt2(model: str):
     return lm, tokenizer
 
 
+class GPT2Trainer(Trainer):
+    """The language model's step: next-token cross-entropy on ``<eos> sentence <eos>``, no loss on padding."""
+
+    description = "fine-tuning GPT-2"
+
+    def __init__(self, lm, sequences: List[List[int]], eos: int, settings, seed: int, progress: bool):
+        import tensorflow as tf
+
+        super().__init__([len(s) for s in sequences], settings.epochs, settings.batch_size, seed, progress=progress,
+                         log_level=logging.DEBUG)
+        self.sequences, self.eos = sequences, eos
+        optimizer = tf.keras.optimizers.Adam(learning_rate=settings.learning_rate)
+        spec = tf.TensorSpec([None, None], tf.int32)
+
+        @tf.function(input_signature=[spec, spec, spec])
+        def step(input_ids, attention_mask, labels):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(lm(input_ids=input_ids, attention_mask=attention_mask, labels=labels, training=True).loss)
+            gradients = tape.gradient(loss, lm.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, lm.trainable_variables))
+            return loss
+
+        self._step = step
+
+    def train_step(self, batch: np.ndarray) -> float:
+        width = max(self.lengths[i] for i in batch)
+        ids = np.full((len(batch), width), self.eos, dtype=np.int32)
+        mask = np.zeros_like(ids)
+        labels = np.full_like(ids, -100)  # -100: no loss on padding
+        for row, i in enumerate(batch):
+            ids[row, : self.lengths[i]] = self.sequences[i]
+            mask[row, : self.lengths[i]] = 1
+            labels[row, : self.lengths[i]] = self.sequences[i]
+        return float(self._step(ids, mask, labels))
+
+
 def fine_tune_gpt2(lm, tokenizer, sentences: Sequence[str], settings, seed: int, progress: bool = True) -> List[float]:
     """Train the LM on ``<eos> sentence <eos>`` sequences; return the mean loss of each epoch."""
-    import tensorflow as tf
-
-    from rasa_kd.bert import length_grouped_batches
-
     eos = tokenizer.eos_token_id
-    limit = settings.max_length
-    sequences = [[eos] + tokenizer.encode(s)[: limit - 2] + [eos] for s in sentences]
-    optimizer = tf.keras.optimizers.Adam(learning_rate=settings.learning_rate)
-    spec = tf.TensorSpec([None, None], tf.int32)
-
-    @tf.function(input_signature=[spec, spec, spec])
-    def step(input_ids, attention_mask, labels):
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(lm(input_ids=input_ids, attention_mask=attention_mask, labels=labels, training=True).loss)
-        gradients = tape.gradient(loss, lm.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, lm.trainable_variables))
-        return loss
-
-    rng = np.random.default_rng(seed)
-    lengths = [len(s) for s in sequences]
-    epoch_losses = []
-    bar = _bar(settings.epochs * math.ceil(len(sequences) / settings.batch_size), progress, "fine-tuning GPT-2")
-    for _ in range(settings.epochs):
-        losses = []
-        for batch in length_grouped_batches(lengths, settings.batch_size, rng):
-            width = max(lengths[i] for i in batch)
-            ids = np.full((len(batch), width), eos, dtype=np.int32)
-            mask = np.zeros_like(ids)
-            labels = np.full_like(ids, -100)  # -100: no loss on padding
-            for row, i in enumerate(batch):
-                ids[row, : lengths[i]] = sequences[i]
-                mask[row, : lengths[i]] = 1
-                labels[row, : lengths[i]] = sequences[i]
-            losses.append(float(step(ids, mask, labels)))
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", refresh=False)
-        epoch_losses.append(float(np.mean(losses)))
-    if bar is not None:
-        bar.close()
-    return epoch_losses
+    sequences = [[eos] + tokenizer.encode(s)[: settings.max_length - 2] + [eos] for s in sentences]
+    record = GPT2Trainer(lm, sequences, eos, settings, seed, progress).fit()
+    return [epoch.loss for epoch in record.epochs]
 
 
 def sample_sentences(lm, tokenizer, count: int, settings, seed: int) -> List[str]:
@@ -112,11 +111,3 @@ def sample_sentences(lm, tokenizer, count: int, settings, seed: int) -> List[str
                 tokens = tokens[: tokens.index(eos)]
             out.append(" ".join(tokenizer.decode(tokens, skip_special_tokens=True).split()))
     return out
-
-
-def _bar(total: int, enabled: bool, description: str):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=description, unit="step")

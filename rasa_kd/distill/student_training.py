@@ -1,0 +1,186 @@
+"""Training a student on the transfer set: the soft-target step (with TinyBERT's intermediate losses
+for a tiny-BERT, if asked) on the one loop, dev-based early stopping and checkpoints included."""
+import math
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from rasa_kd.distill import losses
+from rasa_kd.distill.evaluate import classification_scores
+from rasa_kd.distill.training import Trainer, TrainingRecord
+from rasa_kd.models import bert
+from rasa_kd.models.networks import PAD, default_teacher_layers
+from rasa_kd.models.student import StudentModel
+
+
+def learning_rate_schedule(settings, total_steps: int):
+    """Linear warm-up to ``learning_rate``, then linear decay to 0, cosine decay, or constant."""
+    import tensorflow as tf
+
+    warmup = int(settings.warmup_ratio * total_steps)
+    peak = settings.learning_rate
+    shape = settings.schedule
+
+    class Schedule(tf.keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):
+            step = tf.cast(step, tf.float32)
+            warm = peak * (step + 1.0) / max(warmup, 1)
+            progress = tf.clip_by_value((step - warmup) / max(total_steps - warmup, 1), 0.0, 1.0)
+            if shape == "linear":
+                after = peak * (1.0 - progress)
+            elif shape == "cosine":
+                after = peak * 0.5 * (1.0 + tf.cos(math.pi * progress))
+            else:
+                after = tf.constant(peak, tf.float32)
+            return tf.where(step < warmup, warm, after)
+
+        def get_config(self):
+            return {"peak": peak, "warmup": warmup, "total_steps": total_steps, "shape": shape}
+
+    return Schedule()
+
+
+class _IntermediateTargets:
+    """TinyBERT's hidden-state and attention targets: the teacher is run on each batch."""
+
+    def __init__(self, student: StudentModel, teacher, settings):
+        import tensorflow as tf
+
+        s_layers = student.network.config.num_hidden_layers
+        t_layers = teacher.model.config.num_hidden_layers
+        chosen = student.architecture.get("teacher_layers") or default_teacher_layers(s_layers, t_layers)
+        self.attention_pairs = list(enumerate(chosen))
+        # hidden_states[0] is the embedding output; layer i's output is hidden_states[i + 1].
+        self.hidden_pairs = [(0, 0)] + [(s + 1, t + 1) for s, t in self.attention_pairs]
+        self.projection = tf.keras.layers.Dense(teacher.model.config.hidden_size, name="hidden_projection")
+        self.projection.build((None, None, student.network.config.hidden_size))
+        self.teacher = teacher
+        self.hidden_weight = settings.hidden_loss_weight
+        self.attention_weight = settings.attention_loss_weight
+
+    def loss(self, student_out, teacher_ids, mask):
+        import tensorflow as tf
+
+        teacher_out = self.teacher.model(
+            input_ids=teacher_ids, attention_mask=mask, token_type_ids=tf.zeros_like(teacher_ids),
+            output_hidden_states=True, output_attentions=True, training=False,
+        )
+        total = 0.0
+        if self.hidden_weight:
+            total += self.hidden_weight * losses.hidden_state_loss(
+                student_out.hidden_states, teacher_out.hidden_states, self.projection, mask, self.hidden_pairs)
+        if self.attention_weight:
+            total += self.attention_weight * losses.attention_loss(
+                student_out.attentions, teacher_out.attentions, mask, self.attention_pairs)
+        return total
+
+
+def _distillation_step(student: StudentModel, optimizer, settings, intermediate: Optional[_IntermediateTargets]):
+    import tensorflow as tf
+
+    network = student.network
+    variables = list(network.trainable_variables)
+    if intermediate is not None:
+        variables += intermediate.projection.trainable_variables
+    ids_spec = tf.TensorSpec([None, None], tf.int32)
+
+    @tf.function(input_signature=[ids_spec, ids_spec, ids_spec, tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None], tf.int32)])
+    def step(input_ids, attention_mask, teacher_ids, teacher_logits, gold):
+        with tf.GradientTape() as tape:
+            if student.kind == "bilstm":
+                logits = network(input_ids, training=True)
+                extra = 0.0
+            else:
+                wants = intermediate is not None
+                out = network(input_ids=input_ids, attention_mask=attention_mask, training=True,
+                              output_hidden_states=wants, output_attentions=wants)
+                logits = out.logits
+                extra = intermediate.loss(out, teacher_ids, attention_mask) if wants else 0.0
+            loss = losses.distillation_loss(logits, teacher_logits, gold, settings.loss, settings.temperature, settings.alpha) + extra
+        gradients = tape.gradient(loss, variables)
+        gradients, _ = tf.clip_by_global_norm(gradients, settings.clip_norm)
+        optimizer.apply_gradients(zip(gradients, variables))
+        return loss
+
+    return step
+
+
+def evaluate_ids(student: StudentModel, ids: Sequence[np.ndarray], gold: Sequence[str]) -> dict:
+    predicted = [student.labels[i] for i in student.logits_of_ids(ids).argmax(axis=1)]
+    return classification_scores(list(gold), predicted)
+
+
+class StudentTrainer(Trainer):
+    """The student's step: the distillation loss against the teacher's logits (and gold intents)."""
+
+    description = "training student"
+
+    def __init__(self, student: StudentModel, train_ids, teacher_logits: np.ndarray, gold: np.ndarray, dev_ids, dev_gold,
+                 settings, workdir: Path, intermediate: Optional[_IntermediateTargets], teacher_train_ids, teacher_pad_id: int,
+                 progress: bool, held_out_dev: bool):
+        import tensorflow as tf
+
+        super().__init__([len(x) for x in train_ids], settings.epochs, settings.batch_size, settings.random_seed, workdir=workdir,
+                         progress=progress, dev_metric=settings.dev_metric, patience=settings.early_stopping_patience,
+                         held_out_dev=held_out_dev)
+        self.student, self.train_ids, self.dev_ids, self.dev_gold = student, train_ids, dev_ids, dev_gold
+        self.teacher_logits = np.asarray(teacher_logits, dtype=np.float32)
+        self.gold = np.asarray(gold, dtype=np.int32)
+        self.intermediate, self.teacher_train_ids, self.teacher_pad_id = intermediate, teacher_train_ids, teacher_pad_id
+        self.schedule = learning_rate_schedule(settings, self.total_steps)
+        self._step = _distillation_step(student, tf.keras.optimizers.Adam(learning_rate=self.schedule), settings, intermediate)
+
+    def train_step(self, batch: np.ndarray) -> float:
+        input_ids, mask = bert.pad([self.train_ids[i] for i in batch], PAD)
+        if self.intermediate is not None:
+            teacher_ids, _ = bert.pad([self.teacher_train_ids[i] for i in batch], self.teacher_pad_id)
+        else:
+            teacher_ids = input_ids
+        return float(self._step(input_ids, mask, teacher_ids, self.teacher_logits[batch], self.gold[batch]))
+
+    def learning_rate(self, step: int) -> float:
+        return float(self.schedule(step))
+
+    def evaluate(self) -> dict:
+        return evaluate_ids(self.student, self.dev_ids, self.dev_gold)
+
+    def save(self, path: Path, info: dict) -> None:
+        self.student.save(path, overwrite=True, extra={"training": info})
+
+    def get_weights(self):
+        return self.student.network.get_weights()
+
+    def set_weights(self, weights) -> None:
+        self.student.network.set_weights(weights)
+
+
+def train_student(
+    student: StudentModel,
+    train_ids: Sequence[np.ndarray],
+    teacher_logits: np.ndarray,
+    gold: np.ndarray,
+    dev_ids: Sequence[np.ndarray],
+    dev_gold: Sequence[str],
+    settings,
+    workdir: Path,
+    teacher=None,
+    teacher_train_ids: Optional[Sequence[Sequence[int]]] = None,
+    progress: bool = True,
+    held_out_dev: bool = True,
+) -> TrainingRecord:
+    """Train ``student`` on the transfer set; keep the weights of the best dev epoch in the network.
+
+    ``gold`` holds label indices, -1 where a sentence has no gold intent. ``teacher`` and
+    ``teacher_train_ids`` are needed only for TinyBERT's intermediate losses. With
+    ``held_out_dev=False`` the "dev" sentences are training sentences (see :class:`Trainer`).
+    """
+    intermediate = None
+    if student.kind == "tinybert" and (settings.hidden_loss_weight or settings.attention_loss_weight):
+        if teacher is None or teacher_train_ids is None:
+            raise ValueError("TinyBERT intermediate losses need the teacher and its token ids")
+        intermediate = _IntermediateTargets(student, teacher, settings)
+    pad_id = teacher.tokenizer.pad_token_id if teacher is not None else PAD
+    trainer = StudentTrainer(student, train_ids, teacher_logits, gold, dev_ids, dev_gold, settings, Path(workdir), intermediate,
+                             teacher_train_ids, pad_id, progress, held_out_dev)
+    return trainer.fit()

@@ -1,0 +1,109 @@
+"""Fine-tuning the BERT teacher: its step and loss (cross-entropy on the gold intents) on the one loop."""
+import datetime
+import logging
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+
+from rasa_kd.distill.training import Trainer, TrainingRecord
+from rasa_kd.errors import ConfigError, DataError
+from rasa_kd.models import bert
+from rasa_kd.models.teacher import Teacher, TeacherSettings
+
+Examples = Tuple[Sequence[str], Sequence[str]]  # (texts, intents)
+
+
+class TeacherTrainer(Trainer):
+    """Cross-entropy on the gold intent, AdamW with linear warm-up and decay; keeps the last epoch."""
+
+    description = "fine-tuning teacher"
+
+    def __init__(self, teacher: Teacher, ids, targets: np.ndarray, dev: Optional[Examples], progress: bool):
+        settings = teacher.settings
+        super().__init__([len(x) for x in ids], settings.epochs, settings.batch_size, settings.random_seed, progress=progress,
+                         dev_metric="accuracy" if dev is not None else None, keep="last",
+                         log_level=logging.INFO if dev is not None else logging.DEBUG)
+        from transformers import create_optimizer
+
+        self.teacher, self.ids, self.targets, self.dev = teacher, ids, targets, dev
+        optimizer, _ = create_optimizer(
+            init_lr=settings.learning_rate,
+            num_train_steps=self.total_steps,
+            num_warmup_steps=int(settings.warmup_ratio * self.total_steps),
+            weight_decay_rate=settings.weight_decay,
+        )
+        self._step = _cross_entropy_step(teacher.model, optimizer)
+
+    def train_step(self, batch: np.ndarray) -> float:
+        input_ids, mask = bert.pad([self.ids[i] for i in batch], self.teacher.tokenizer.pad_token_id)
+        return float(self._step(input_ids, mask, self.targets[batch]))
+
+    def evaluate(self) -> dict:
+        if self.dev is None:
+            return {}
+        texts, gold = self.dev
+        predicted = self.teacher.logits(texts).argmax(axis=1)
+        return {"accuracy": float(np.mean([self.teacher.labels[p] == g for p, g in zip(predicted, gold)]))}
+
+
+def fine_tune_teacher(
+    texts: Sequence[str],
+    intents: Sequence[str],
+    settings: TeacherSettings,
+    dev: Optional[Examples] = None,
+    progress: bool = True,
+) -> Tuple[Teacher, TrainingRecord]:
+    """Fine-tune ``settings.model`` to predict ``intents`` from ``texts``.
+
+    Labels are the sorted distinct intents, so label ids do not depend on data order. ``dev``
+    (texts, intents) is scored after every epoch for the record; it does not change training.
+    """
+    import tensorflow as tf
+
+    if len(texts) != len(intents):
+        raise DataError(f"got {len(texts)} texts but {len(intents)} intents")
+    labels = sorted(set(intents))
+    if len(labels) < 2:
+        raise DataError(f"the teacher needs at least 2 intents to classify, found {len(labels)}: {labels}")
+    model_dir = bert.resolve_model_dir(settings.model)
+    tf.keras.utils.set_random_seed(settings.random_seed)
+    model = bert.load_sequence_classifier(model_dir, labels)
+    max_positions = getattr(model.config, "max_position_embeddings", 512)
+    if settings.max_seq_length > max_positions:
+        raise ConfigError(f"'max_seq_length' is {settings.max_seq_length} but {model_dir} supports at most {max_positions}")
+    teacher = Teacher(model, bert.load_tokenizer(model_dir), labels, settings, {"base_model": str(model_dir)})
+
+    index = {label: i for i, label in enumerate(labels)}
+    targets = np.array([index[intent] for intent in intents], dtype=np.int32)
+    record = TeacherTrainer(teacher, teacher.encode(texts), targets, dev, progress).fit()
+    teacher.record.update({
+        "trained": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        # The teacher record's own shape, as rasa-kd has always written it.
+        "training": {"examples": record.examples, "steps": record.steps, "seconds": record.seconds,
+                     "epochs": [{"epoch": e.epoch, "loss": e.loss, "seconds": e.seconds, "dev_accuracy": e.dev.get("accuracy")}
+                                for e in record.epochs]},
+    })
+    return teacher, record
+
+
+def _cross_entropy_step(model, optimizer):
+    import tensorflow as tf
+
+    spec = tf.TensorSpec([None, None], tf.int32)
+
+    @tf.function(input_signature=[spec, spec, tf.TensorSpec([None], tf.int32)])
+    def step(input_ids, attention_mask, targets):
+        with tf.GradientTape() as tape:
+            logits = model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                token_type_ids=tf.zeros_like(input_ids),
+                training=True,
+            ).logits
+            loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True))
+        gradients = tape.gradient(loss, model.trainable_variables)
+        gradients, _ = tf.clip_by_global_norm(gradients, 1.0)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return loss
+
+    return step
