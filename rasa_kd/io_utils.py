@@ -6,7 +6,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import IO, Any, Iterator, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -20,14 +20,18 @@ def sha256_file(path: PathLike, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def write_json(path: PathLike, data: Any) -> None:
-    """Write ``data`` as indented UTF-8 JSON, replacing ``path`` atomically."""
+@contextlib.contextmanager
+def atomic_write(path: PathLike, mode: str = "w") -> Iterator[IO]:
+    """Open a temporary file beside ``path`` that replaces it only when the block finishes.
+
+    A crash or an exception inside the block leaves ``path`` as it was; the temporary file is named
+    ``.NAME.*.tmp`` so that a reader can tell it from a finished file.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, ensure_ascii=False, sort_keys=False)
-            handle.write("\n")
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -37,18 +41,17 @@ def write_json(path: PathLike, data: Any) -> None:
         raise
 
 
+def write_json(path: PathLike, data: Any) -> None:
+    """Write ``data`` as indented UTF-8 JSON, replacing ``path`` atomically."""
+    with atomic_write(path) as handle:
+        json.dump(data, handle, indent=2, ensure_ascii=False, sort_keys=False)
+        handle.write("\n")
+
+
 def write_text(path: PathLike, text: str) -> None:
     """Write UTF-8 text, replacing ``path`` atomically."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path) as handle:
+        handle.write(text)
 
 
 def read_json(path: PathLike) -> Any:

@@ -114,11 +114,6 @@ def from_mapping(cls: Type[T], values: Mapping[str, Any], owner: Optional[str], 
     return cls(**checked)
 
 
-def help_texts(cls: Type) -> Dict[str, str]:
-    """Field name -> help text."""
-    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
-
-
 def section(cls: Type[T]) -> Check:
     """A nested mapping checked as settings ``cls``; an instance of ``cls`` passes as it is."""
 
@@ -130,6 +125,19 @@ def section(cls: Type[T]) -> Check:
         if not isinstance(value, Mapping):
             raise ConfigError(f"'{key}' must be a mapping of settings, got {_describe(value)}")
         return from_mapping(cls, value, owner=None, prefix=f"{key}.")
+
+    return check
+
+
+def mapping() -> Check:
+    """A mapping of keys to values, checked later by whoever reads it; null is an empty one."""
+
+    def check(key: str, value: Any) -> dict:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"'{key}' must be a mapping of settings, got {_describe(value)}")
+        return dict(value)
 
     return check
 
@@ -166,6 +174,11 @@ def optional_int_list(minimum: int = 0) -> Check:
         return list(value)
 
     return check
+
+
+def defaults(cls: Type) -> Dict[str, Any]:
+    """Every setting of ``cls`` with its default, as plain values (nested settings as dicts)."""
+    return to_plain(cls())
 
 
 def to_plain(settings: Any) -> Any:

@@ -10,13 +10,13 @@ from rasa_kd.data.formats import READERS, SPLITS, Example, RawDataset, Skipped
 from rasa_kd.data.nlu_yaml import dump_nlu_yaml
 from rasa_kd.errors import DataError, RasaKDError
 from rasa_kd.io_utils import atomic_directory, sha256_file, write_json
-from rasa_kd.labels import label_to_intent
+from rasa_kd.data.labels import label_to_intent
 
 logger = logging.getLogger(__name__)
 
 LABEL_RULE = (
     "letters, digits and _ - . : are kept; any other character c becomes ~xx, ~uxxxx or ~Uxxxxxxxx "
-    "(lower-case hex of ord(c)); rasa_kd.labels.intent_to_label reverses it"
+    "(lower-case hex of ord(c)); rasa_kd.data.labels.intent_to_label reverses it"
 )
 
 

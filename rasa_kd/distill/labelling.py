@@ -7,8 +7,7 @@ shard and a rerun skips every finished one.
 """
 import hashlib
 import logging
-import os
-import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -16,7 +15,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from rasa_kd.errors import DataError
-from rasa_kd.io_utils import read_json, write_json
+from rasa_kd.io_utils import atomic_write, read_json, write_json
+from rasa_kd.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -44,17 +44,8 @@ def _shard_path(folder: Path, index: int) -> Path:
 
 
 def _save_shard(path: Path, logits: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, logits)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, "wb") as handle:
+        np.save(handle, logits)
 
 
 def _load_shard(path: Path, rows: int, labels: int) -> Optional[np.ndarray]:
@@ -74,8 +65,6 @@ def label_transfer_set(
     progress: bool = True,
 ) -> LabellingResult:
     """Return the teacher's logits for ``texts``, computing only the shards not cached yet."""
-    import time
-
     started = time.perf_counter()
     key = cache_key(teacher.fingerprint, texts, teacher.max_seq_length, shard_size)
     folder = Path(cache_root) / f"logits-{key}"
@@ -100,24 +89,15 @@ def label_transfer_set(
     reused = shard_count - len(todo)
     if reused:
         logger.info("labelling: %d of %d shards already in %s", reused, shard_count, folder)
-    bar = _bar(len(texts), sum(p.shape[0] for p in parts if p is not None), progress)
+    bar = progress_bar(enabled=progress, description="teacher logits", total=len(texts), unit="sentence",
+                       initial=sum(p.shape[0] for p in parts if p is not None))
     for index in todo:
         start = index * shard_size
         shard_texts = texts[start : start + shard_size]
         logits = teacher.logits(shard_texts, batch_size=batch_size)
         _save_shard(_shard_path(folder, index), logits)
         parts[index] = logits
-        if bar is not None:
-            bar.update(len(shard_texts))
-    if bar is not None:
-        bar.close()
+        bar.update(len(shard_texts))
+    bar.close()
     logits = np.concatenate(parts) if parts else np.zeros((0, n_labels), dtype=np.float32)
     return LabellingResult(logits, folder, shard_count, reused, time.perf_counter() - started)
-
-
-def _bar(total: int, done: int, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=done, desc="teacher logits", unit="sentence")

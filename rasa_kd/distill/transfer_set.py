@@ -13,7 +13,6 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from rasa_kd.errors import DataError
-from rasa_kd.io_utils import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +167,3 @@ def _read_unlabelled(path: Path) -> List[str]:
         return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     except UnicodeDecodeError as error:
         raise DataError(f"{path}: not UTF-8 ({error})") from None
-
-
-def transfer_set_fingerprint(path: Path) -> str:
-    return sha256_file(path)

@@ -7,7 +7,7 @@ NumPy calls per token or layer; tests check they agree with the TensorFlow model
 """
 import contextlib
 import functools
-from typing import ContextManager, List, Optional, Tuple
+from typing import ContextManager, Optional
 
 import numpy as np
 

@@ -1,10 +1,19 @@
-"""Intent predictions in Rasa's output contract: ``{"name", "confidence"}`` with plain floats."""
+"""The prediction contract of every rasa-kd model: logits -> softmax -> Rasa's ``{"name", "confidence"}``
+with plain Python floats, ranked by confidence."""
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 Prediction = Dict[str, Any]
 NO_INTENT: Prediction = {"name": None, "confidence": 0.0}
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of ``logits / temperature``."""
+    scaled = logits / temperature
+    scaled = scaled - scaled.max(axis=-1, keepdims=True)
+    exp = np.exp(scaled)
+    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 def rank_intents(

@@ -15,13 +15,15 @@ import datetime
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from rasa_kd import bert
 from rasa_kd.errors import ConfigError, ModelLoadError
 from rasa_kd.io_utils import atomic_directory, read_json, sha256_file, write_json
+from rasa_kd.models import bert
+from rasa_kd.models.architectures import BiLSTMSettings
+from rasa_kd.models.networks import PAD, UNK, build_bilstm, student_forward
 from rasa_kd.provenance import fingerprint, package_versions
 
 logger = logging.getLogger(__name__)
@@ -29,7 +31,6 @@ logger = logging.getLogger(__name__)
 RECORD_FILE = "student.json"
 FORMAT_VERSION = 1
 KINDS = ("bilstm", "tinybert")
-PAD, UNK = 0, 1
 # NumPy wins while TensorFlow's per-call overhead dominates (serving: one message at a time);
 # TensorFlow's fused, multi-threaded kernels win on large batches (Sara tiny-BERT at batch 256:
 # 0.38 ms per sentence in TensorFlow, 1.4 ms in NumPy; batch 1: 2.4 ms vs 1.3 ms).
@@ -69,128 +70,37 @@ class StudentVocab:
         return [self.token_map[np.asarray(ids, dtype=np.int64)] for ids in id_lists]
 
 
-# --- networks ------------------------------------------------------------------------------------
+def new_student(kind: str, settings, teacher, texts: Sequence[str], seed: int,
+                record: Optional[dict] = None) -> Tuple["StudentModel", List[List[int]]]:
+    """An untrained student of ``teacher`` and the teacher's WordPiece ids of ``texts`` (its transfer set).
 
-
-def build_bilstm(settings, vocab_size: int, num_labels: int, embeddings: Optional[np.ndarray], embedding_dim: int):
-    """Embeddings -> stacked BiLSTM (final states of both directions) -> ReLU layer -> logits."""
+    The vocabulary keeps the WordPieces ``texts`` use; a BiLSTM's embeddings start from the teacher's
+    rows (``embeddings: teacher``), a tiny-BERT's from them projected to its width, or copies the
+    teacher's layers (``init: teacher``). ``seed`` fixes the initialisation.
+    """
     import tensorflow as tf
 
-    layers = tf.keras.layers
-    ids = layers.Input(shape=(None,), dtype=tf.int32, name="input_ids")
-    initializer = tf.keras.initializers.Constant(embeddings) if embeddings is not None else "uniform"
-    x = layers.Embedding(vocab_size, embedding_dim, mask_zero=True, embeddings_initializer=initializer, name="embedding")(ids)
-    if settings.multichannel:
-        if embeddings is None:
-            raise ConfigError("'student.bilstm.multichannel' needs 'student.bilstm.embeddings: teacher'")
-        static = layers.Embedding(
-            vocab_size, embedding_dim, mask_zero=True, embeddings_initializer=initializer, trainable=False, name="embedding_static"
-        )(ids)
-        x = layers.Concatenate(name="channels")([x, static])
-    for index in range(settings.layers):
-        last = index == settings.layers - 1
-        x = layers.Bidirectional(layers.LSTM(settings.hidden_units, return_sequences=not last), name=f"bilstm_{index}")(x)
-    x = layers.Dropout(settings.dropout)(x)
-    x = layers.Dense(settings.dense_units, activation="relu", name="dense")(x)
-    x = layers.Dropout(settings.dropout)(x)
-    logits = layers.Dense(num_labels, name="logits")(x)
-    return tf.keras.Model(ids, logits, name="bilstm_student")
+    from rasa_kd.models.networks import build_tinybert, default_teacher_layers
 
-
-def tinybert_config(settings, vocab_size: int, labels: Sequence[str]):
-    from transformers import BertConfig
-
-    if settings.hidden_size % settings.heads:
-        raise ConfigError(
-            f"'student.tinybert.hidden_size' ({settings.hidden_size}) must be a multiple of 'heads' ({settings.heads})"
-        )
-    return BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=settings.hidden_size,
-        num_hidden_layers=settings.layers,
-        num_attention_heads=settings.heads,
-        intermediate_size=settings.intermediate_size,
-        hidden_act=settings.activation,
-        hidden_dropout_prob=settings.dropout,
-        attention_probs_dropout_prob=settings.dropout,
-        max_position_embeddings=settings.max_seq_length,
-        pad_token_id=PAD,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)},
-    )
-
-
-def build_tinybert(settings, vocab: StudentVocab, labels: Sequence[str], teacher=None, seed: int = 0):
-    """A small TF BERT classifier; embeddings (and layers, with init: teacher) from the teacher."""
-    import tensorflow as tf
-    from transformers import TFBertForSequenceClassification
-
+    if kind not in KINDS:
+        raise ConfigError(f"student kind must be one of {KINDS}, got {kind!r}")
+    # A BiLSTM reads nothing from [CLS] and [SEP]; leaving them out saves two of its serial steps.
+    special_tokens = kind == "tinybert"
+    teacher_ids = bert.encode(teacher.tokenizer, texts, settings.max_seq_length, special_tokens)
+    vocab = StudentVocab.from_teacher_ids(teacher_ids, teacher.tokenizer)
     tf.keras.utils.set_random_seed(seed)
-    model = TFBertForSequenceClassification(tinybert_config(settings, vocab.size, labels))
-    model(model.dummy_inputs, training=False)
-    if teacher is None:
-        return model
-    teacher_bert = teacher.model.bert
-    teacher_config = teacher.model.config
-    if settings.init == "teacher":
-        _check_copyable(settings, teacher_config)
-        copy_teacher_layers(model, teacher, vocab, settings)
+    labels = teacher.labels
+    architecture = {**dataclasses.asdict(settings), "special_tokens": special_tokens}
+    if kind == "bilstm":
+        table = teacher.model.get_input_embeddings().weight.numpy()
+        initial = table[vocab.teacher_ids] if settings.embeddings == "teacher" else None
+        network = build_bilstm(settings, vocab.size, len(labels), initial, table.shape[1])
+        architecture = {**dataclasses.asdict(settings), "embedding_dim": int(table.shape[1]), "special_tokens": special_tokens}
     else:
-        table = teacher_bert.embeddings.weight.numpy()[vocab.teacher_ids]
-        model.bert.embeddings.weight.assign(_project(table, settings.hidden_size))
-    return model
-
-
-def _check_copyable(settings, teacher_config) -> None:
-    for key, teacher_value in (("hidden_size", teacher_config.hidden_size), ("intermediate_size", teacher_config.intermediate_size),
-                               ("heads", teacher_config.num_attention_heads)):
-        if getattr(settings, key) != teacher_value:
-            raise ConfigError(
-                f"'student.tinybert.init: teacher' copies teacher layers, so 'student.tinybert.{key}' must be the "
-                f"teacher's {teacher_value}, got {getattr(settings, key)}; use init: random for other sizes"
-            )
-    chosen = settings.teacher_layers
-    if chosen is not None:
-        if len(chosen) != settings.layers:
-            raise ConfigError(f"'student.tinybert.teacher_layers' names {len(chosen)} layers but 'layers' is {settings.layers}")
-        if max(chosen) >= teacher_config.num_hidden_layers:
-            raise ConfigError(f"'student.tinybert.teacher_layers' {chosen}: the teacher has layers 0-{teacher_config.num_hidden_layers - 1}")
-
-
-def default_teacher_layers(student_layers: int, teacher_layers: int) -> List[int]:
-    """Evenly spaced teacher layers ending with the last: 3 of 6 -> [1, 3, 5] (TinyBERT's mapping)."""
-    step = teacher_layers / student_layers
-    return [int(round(step * (i + 1))) - 1 for i in range(student_layers)]
-
-
-def copy_teacher_layers(model, teacher, vocab: StudentVocab, settings) -> None:
-    teacher_bert = teacher.model.bert
-    chosen = settings.teacher_layers or default_teacher_layers(settings.layers, teacher.model.config.num_hidden_layers)
-    embeddings = model.bert.embeddings
-    embeddings.weight.assign(teacher_bert.embeddings.weight.numpy()[vocab.teacher_ids])
-    embeddings.token_type_embeddings.assign(teacher_bert.embeddings.token_type_embeddings.numpy())
-    positions = teacher_bert.embeddings.position_embeddings.numpy()
-    embeddings.position_embeddings.assign(positions[: embeddings.position_embeddings.shape[0]])
-    embeddings.LayerNorm.set_weights(teacher_bert.embeddings.LayerNorm.get_weights())
-    for student_index, teacher_index in enumerate(chosen):
-        model.bert.encoder.layer[student_index].set_weights(teacher_bert.encoder.layer[teacher_index].get_weights())
-    model.bert.pooler.set_weights(teacher_bert.pooler.get_weights())
-
-
-def _project(table: np.ndarray, size: int) -> np.ndarray:
-    """Rows of ``table`` in ``size`` dimensions: the top principal components, scaled to BERT's init."""
-    if table.shape[1] == size:
-        return table
-    centred = table - table.mean(axis=0, keepdims=True)
-    _, _, components = np.linalg.svd(centred, full_matrices=False)
-    width = min(size, components.shape[0])
-    projected = np.zeros((table.shape[0], size), dtype=np.float32)
-    projected[:, :width] = centred @ components[:width].T
-    return (projected * (0.02 / max(float(projected.std()), 1e-8))).astype(np.float32)
-
-
-# --- the saved student and its inference ---------------------------------------------------------
+        network = build_tinybert(settings, vocab, labels, teacher, seed)
+        if settings.init == "teacher" and not settings.teacher_layers:
+            architecture["teacher_layers"] = default_teacher_layers(settings.layers, teacher.model.config.num_hidden_layers)
+    return StudentModel(kind, network, teacher.tokenizer, vocab, labels, architecture, record), teacher_ids
 
 
 class StudentModel:
@@ -215,7 +125,7 @@ class StudentModel:
 
     def use_numpy(self) -> "StudentModel":
         """Serve with the NumPy forward pass (weights copied now: call again after training)."""
-        from rasa_kd.fast_inference import numpy_runtime
+        from rasa_kd.models.numpy_runtime import numpy_runtime
 
         self._numpy = numpy_runtime(self.kind, self.network)
         return self
@@ -236,7 +146,7 @@ class StudentModel:
         return self.logits_of_ids(self.encode(texts), batch_size)
 
     def logits_of_ids(self, ids: Sequence[Sequence[int]], batch_size: int = 256) -> np.ndarray:
-        from rasa_kd.fast_inference import limit_blas_threads
+        from rasa_kd.models.numpy_runtime import limit_blas_threads
 
         if len(ids) == 1 and self._numpy is not None:  # serving: one message, no padding
             single = np.asarray(ids[0], dtype=np.int32)[None, :]
@@ -343,8 +253,6 @@ def read_student_record(path: Path) -> dict:
 
 
 def _load_network(path: Path, kind: str, architecture: Dict[str, Any], vocab: StudentVocab, labels: Sequence[str]):
-    from rasa_kd.distill.config import BiLSTMSettings
-
     if kind == "bilstm":
         settings = BiLSTMSettings(**{f.name: architecture[f.name] for f in dataclasses.fields(BiLSTMSettings)})
         network = build_bilstm(settings, vocab.size, len(labels), None if not settings.multichannel else np.zeros(
@@ -355,23 +263,3 @@ def _load_network(path: Path, kind: str, architecture: Dict[str, Any], vocab: St
 
     with bert._quiet_transformers():
         return TFBertForSequenceClassification.from_pretrained(str(path / "bert"), local_files_only=True)
-
-
-def student_forward(kind: str, network):
-    """A traced ``(ids, mask) -> logits`` for inference (eager Keras calls cost tens of ms)."""
-    import tensorflow as tf
-
-    spec = tf.TensorSpec([None, None], tf.int32)
-    if kind == "bilstm":
-
-        @tf.function(input_signature=[spec, spec])
-        def forward(input_ids, attention_mask):
-            return network(input_ids, training=False)
-
-    else:
-
-        @tf.function(input_signature=[spec, spec])
-        def forward(input_ids, attention_mask):
-            return network(input_ids=input_ids, attention_mask=attention_mask, training=False).logits
-
-    return forward

@@ -1,23 +1,21 @@
-"""The BERT teacher: fine-tuning on labelled sentences, logits for any sentences, saving and loading.
+"""The BERT teacher: its settings, logits for any sentences, saving and loading.
 
-Used by the Rasa component :class:`rasa_kd.components.bert_intent_classifier.BertIntentClassifier`
-and by the distillation trainer; neither needs Rasa to call it.
+Fine-tuning it is the trainer's job (:func:`rasa_kd.distill.teacher_training.fine_tune_teacher`);
+loading and serving it needs only this module.
 """
 import dataclasses
-import datetime
 import logging
-import math
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from rasa_kd import bert
-from rasa_kd.errors import DataError, ModelLoadError
+from rasa_kd.models import bert
+from rasa_kd.errors import ModelLoadError
 from rasa_kd.io_utils import atomic_directory, read_json, sha256_file, write_json
 from rasa_kd.provenance import fingerprint, package_versions
+from rasa_kd.progress import progress_bar
 from rasa_kd.settings import from_mapping, integer, number, optional_text, setting
 
 logger = logging.getLogger(__name__)
@@ -44,22 +42,6 @@ class TeacherSettings:
     @classmethod
     def from_dict(cls, values: Dict[str, Any], owner: str = "teacher", ignore: tuple = ()) -> "TeacherSettings":
         return from_mapping(cls, values, owner, ignore)
-
-
-@dataclass
-class EpochRecord:
-    epoch: int
-    loss: float
-    seconds: float
-    dev_accuracy: Optional[float] = None
-
-
-@dataclass
-class TrainingHistory:
-    examples: int
-    steps: int
-    seconds: float = 0.0
-    epochs: List[EpochRecord] = field(default_factory=list)
 
 
 class Teacher:
@@ -91,14 +73,10 @@ class Teacher:
         """Logits for already encoded texts, batched by length."""
         out = np.zeros((len(ids), len(self.labels)), dtype=np.float32)
         batches = bert.length_grouped_batches([len(x) for x in ids], batch_size)
-        for batch in _progress(batches, progress, "teacher logits"):
+        for batch in progress_bar(batches, progress, "teacher logits", unit="batch", leave=False):
             input_ids, mask = bert.pad([ids[i] for i in batch], self.tokenizer.pad_token_id)
             out[batch] = self._forward(input_ids, mask).numpy()
         return out
-
-    def probabilities(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Softmax of the logits."""
-        return softmax(self.logits(texts, batch_size))
 
     def parameter_count(self) -> int:
         return int(self.model.count_params())
@@ -166,125 +144,3 @@ def _read_record(path: Path) -> dict:
     if record.get("format_version", 0) > FORMAT_VERSION:
         raise ModelLoadError(f"{file} has format_version {record['format_version']}; this rasa-kd reads up to {FORMAT_VERSION}")
     return record
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Row-wise softmax of ``logits / temperature``."""
-    scaled = logits / temperature
-    scaled = scaled - scaled.max(axis=-1, keepdims=True)
-    exp = np.exp(scaled)
-    return exp / exp.sum(axis=-1, keepdims=True)
-
-
-def _progress(items, enabled: bool, description: str):
-    if not enabled:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, desc=description, unit="batch", leave=False)
-
-
-def _progress_bar(total: int, enabled: bool, description: str):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=description, unit="step")
-
-
-def fine_tune_teacher(
-    texts: Sequence[str],
-    intents: Sequence[str],
-    settings: TeacherSettings,
-    dev: Optional[Tuple[Sequence[str], Sequence[str]]] = None,
-    progress: bool = True,
-) -> Tuple[Teacher, TrainingHistory]:
-    """Fine-tune ``settings.model`` to predict ``intents`` from ``texts``.
-
-    Labels are the sorted distinct intents, so label ids do not depend on data order. ``dev``
-    (texts, intents) is scored after every epoch for the record; it does not change training.
-    """
-    import tensorflow as tf
-    from transformers import create_optimizer
-
-    if len(texts) != len(intents):
-        raise DataError(f"got {len(texts)} texts but {len(intents)} intents")
-    labels = sorted(set(intents))
-    if len(labels) < 2:
-        raise DataError(f"the teacher needs at least 2 intents to classify, found {len(labels)}: {labels}")
-    model_dir = bert.resolve_model_dir(settings.model)
-    tf.keras.utils.set_random_seed(settings.random_seed)
-    model = bert.load_sequence_classifier(model_dir, labels)
-    max_positions = getattr(model.config, "max_position_embeddings", 512)
-    if settings.max_seq_length > max_positions:
-        from rasa_kd.errors import ConfigError
-
-        raise ConfigError(f"'max_seq_length' is {settings.max_seq_length} but {model_dir} supports at most {max_positions}")
-    tokenizer = bert.load_tokenizer(model_dir)
-    teacher = Teacher(model, tokenizer, labels, settings, {"base_model": str(model_dir)})
-
-    ids = teacher.encode(texts)
-    index = {label: i for i, label in enumerate(labels)}
-    targets = np.array([index[intent] for intent in intents], dtype=np.int32)
-    steps_per_epoch = math.ceil(len(ids) / settings.batch_size)
-    total_steps = steps_per_epoch * settings.epochs
-    optimizer, _ = create_optimizer(
-        init_lr=settings.learning_rate,
-        num_train_steps=total_steps,
-        num_warmup_steps=int(settings.warmup_ratio * total_steps),
-        weight_decay_rate=settings.weight_decay,
-    )
-    train_step = _train_step(model, optimizer)
-    rng = np.random.default_rng(settings.random_seed)
-    lengths = [len(x) for x in ids]
-    history = TrainingHistory(examples=len(ids), steps=total_steps)
-    started = time.perf_counter()
-    bar = _progress_bar(total_steps, progress, "fine-tuning teacher")
-    for epoch in range(1, settings.epochs + 1):
-        epoch_start, losses = time.perf_counter(), []
-        for batch in bert.length_grouped_batches(lengths, settings.batch_size, rng):
-            input_ids, mask = bert.pad([ids[i] for i in batch], tokenizer.pad_token_id)
-            losses.append(float(train_step(input_ids, mask, targets[batch])))
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{np.mean(losses[-20:]):.4f}", refresh=False)
-        record = EpochRecord(epoch, float(np.mean(losses)), time.perf_counter() - epoch_start)
-        if dev is not None:
-            predicted = teacher.logits(dev[0]).argmax(axis=1)
-            record.dev_accuracy = float(np.mean([labels[p] == gold for p, gold in zip(predicted, dev[1])]))
-        history.epochs.append(record)
-        logger.log(logging.INFO if dev is not None else logging.DEBUG, "teacher epoch %d: loss %.4f%s", epoch, record.loss,
-                    f", dev accuracy {record.dev_accuracy:.4f}" if record.dev_accuracy is not None else "")
-    if bar is not None:
-        bar.close()
-    history.seconds = time.perf_counter() - started
-    teacher.record.update(
-        {
-            "trained": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "training": dataclasses.asdict(history),
-        }
-    )
-    return teacher, history
-
-
-def _train_step(model, optimizer):
-    import tensorflow as tf
-
-    spec = tf.TensorSpec([None, None], tf.int32)
-
-    @tf.function(input_signature=[spec, spec, tf.TensorSpec([None], tf.int32)])
-    def step(input_ids, attention_mask, targets):
-        with tf.GradientTape() as tape:
-            logits = model(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                token_type_ids=tf.zeros_like(input_ids),
-                training=True,
-            ).logits
-            loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True))
-        gradients = tape.gradient(loss, model.trainable_variables)
-        gradients, _ = tf.clip_by_global_norm(gradients, 1.0)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        return loss
-
-    return step

@@ -1,0 +1,43 @@
+"""The students' architectures: the settings that build a student network, and that loading one needs."""
+from dataclasses import dataclass
+from typing import List, Optional
+
+from rasa_kd.settings import boolean, integer, number, one_of, optional_int_list, setting
+
+
+@dataclass
+class BiLSTMSettings:
+    """Tang et al. 2019 / the thesis: embeddings -> BiLSTM -> ReLU layer -> logits."""
+
+    layers: int = setting(1, "stacked BiLSTM layers", integer(1, 8))
+    hidden_units: int = setting(300, "LSTM units per direction", integer(1, 4096))
+    dense_units: int = setting(400, "units of the ReLU layer", integer(1, 8192))
+    dropout: float = setting(0.1, "dropout after the BiLSTM and the ReLU layer", number(0.0, 1.0, max_inclusive=False))
+    embeddings: str = setting("teacher", "initial embeddings: the teacher's WordPiece rows, or random", one_of("teacher", "random"))
+    multichannel: bool = setting(False, "a frozen copy of the teacher embeddings beside the trained ones", boolean())
+    max_seq_length: int = setting(64, "WordPiece tokens per sentence", integer(4, 512))
+
+
+@dataclass
+class TinyBertSettings:
+    """A small BERT: 4 layers, hidden 128, 2 heads, intermediate 512 (the thesis: 5, 204, 3, 750)."""
+
+    # 4 x 128 rather than the thesis's 5 x 204: as accurate on Sara (test 83.0 vs 82.4) with about 13x
+    # fewer multiply-adds per token than the MiniLM teacher, so it is >= 10x faster at batch 1 where
+    # 5 x 204 (4.5x fewer) cannot be; measured in benchmarks/NOTES.md ("tiny-BERT against the 10x target").
+    layers: int = setting(4, "Transformer layers", integer(1, 48))
+    hidden_size: int = setting(128, "hidden size (a multiple of heads)", integer(8, 4096))
+    heads: int = setting(2, "attention heads", integer(1, 64))
+    intermediate_size: int = setting(512, "feed-forward size", integer(8, 16384))
+    dropout: float = setting(0.1, "hidden and attention dropout", number(0.0, 1.0, max_inclusive=False))
+    # gelu_new is BERT's original tanh approximation of GELU: 4x cheaper than the exact erf form in the
+    # NumPy serving path, and indistinguishable in accuracy. Students saved with "gelu" still load.
+    activation: str = setting("gelu_new", "feed-forward activation: gelu_new (tanh approximation) or gelu (exact, erf)",
+                              one_of("gelu_new", "gelu"))
+    init: str = setting(
+        "random",
+        "random, or teacher: copy teacher layers (needs the teacher's hidden and intermediate sizes)",
+        one_of("random", "teacher"),
+    )
+    teacher_layers: Optional[List[int]] = setting(None, "teacher layers (0-based) copied into the student; default: evenly spaced", optional_int_list(0))
+    max_seq_length: int = setting(64, "WordPiece tokens per sentence", integer(4, 512))

@@ -1,0 +1,147 @@
+"""The student networks (TensorFlow): the BiLSTM of Tang et al. and a small BERT, built from their
+settings, optionally initialised from the teacher, and traced for inference."""
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from rasa_kd.errors import ConfigError
+
+PAD, UNK = 0, 1  # the student vocabulary's first ids
+
+
+def build_bilstm(settings, vocab_size: int, num_labels: int, embeddings: Optional[np.ndarray], embedding_dim: int):
+    """Embeddings -> stacked BiLSTM (final states of both directions) -> ReLU layer -> logits."""
+    import tensorflow as tf
+
+    layers = tf.keras.layers
+    ids = layers.Input(shape=(None,), dtype=tf.int32, name="input_ids")
+    initializer = tf.keras.initializers.Constant(embeddings) if embeddings is not None else "uniform"
+    x = layers.Embedding(vocab_size, embedding_dim, mask_zero=True, embeddings_initializer=initializer, name="embedding")(ids)
+    if settings.multichannel:
+        if embeddings is None:
+            raise ConfigError("'student.bilstm.multichannel' needs 'student.bilstm.embeddings: teacher'")
+        static = layers.Embedding(
+            vocab_size, embedding_dim, mask_zero=True, embeddings_initializer=initializer, trainable=False, name="embedding_static"
+        )(ids)
+        x = layers.Concatenate(name="channels")([x, static])
+    for index in range(settings.layers):
+        last = index == settings.layers - 1
+        x = layers.Bidirectional(layers.LSTM(settings.hidden_units, return_sequences=not last), name=f"bilstm_{index}")(x)
+    x = layers.Dropout(settings.dropout)(x)
+    x = layers.Dense(settings.dense_units, activation="relu", name="dense")(x)
+    x = layers.Dropout(settings.dropout)(x)
+    logits = layers.Dense(num_labels, name="logits")(x)
+    return tf.keras.Model(ids, logits, name="bilstm_student")
+
+
+def tinybert_config(settings, vocab_size: int, labels: Sequence[str]):
+    from transformers import BertConfig
+
+    if settings.hidden_size % settings.heads:
+        raise ConfigError(
+            f"'student.tinybert.hidden_size' ({settings.hidden_size}) must be a multiple of 'heads' ({settings.heads})"
+        )
+    return BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=settings.hidden_size,
+        num_hidden_layers=settings.layers,
+        num_attention_heads=settings.heads,
+        intermediate_size=settings.intermediate_size,
+        hidden_act=settings.activation,
+        hidden_dropout_prob=settings.dropout,
+        attention_probs_dropout_prob=settings.dropout,
+        max_position_embeddings=settings.max_seq_length,
+        pad_token_id=PAD,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+
+
+def build_tinybert(settings, vocab, labels: Sequence[str], teacher=None, seed: int = 0):
+    """A small TF BERT classifier; embeddings (and layers, with init: teacher) from the teacher."""
+    import tensorflow as tf
+    from transformers import TFBertForSequenceClassification
+
+    tf.keras.utils.set_random_seed(seed)
+    model = TFBertForSequenceClassification(tinybert_config(settings, vocab.size, labels))
+    model(model.dummy_inputs, training=False)
+    if teacher is None:
+        return model
+    teacher_bert = teacher.model.bert
+    teacher_config = teacher.model.config
+    if settings.init == "teacher":
+        _check_copyable(settings, teacher_config)
+        copy_teacher_layers(model, teacher, vocab, settings)
+    else:
+        table = teacher_bert.embeddings.weight.numpy()[vocab.teacher_ids]
+        model.bert.embeddings.weight.assign(_project(table, settings.hidden_size))
+    return model
+
+
+def _check_copyable(settings, teacher_config) -> None:
+    for key, teacher_value in (("hidden_size", teacher_config.hidden_size), ("intermediate_size", teacher_config.intermediate_size),
+                               ("heads", teacher_config.num_attention_heads)):
+        if getattr(settings, key) != teacher_value:
+            raise ConfigError(
+                f"'student.tinybert.init: teacher' copies teacher layers, so 'student.tinybert.{key}' must be the "
+                f"teacher's {teacher_value}, got {getattr(settings, key)}; use init: random for other sizes"
+            )
+    chosen = settings.teacher_layers
+    if chosen is not None:
+        if len(chosen) != settings.layers:
+            raise ConfigError(f"'student.tinybert.teacher_layers' names {len(chosen)} layers but 'layers' is {settings.layers}")
+        if max(chosen) >= teacher_config.num_hidden_layers:
+            raise ConfigError(f"'student.tinybert.teacher_layers' {chosen}: the teacher has layers 0-{teacher_config.num_hidden_layers - 1}")
+
+
+def default_teacher_layers(student_layers: int, teacher_layers: int) -> List[int]:
+    """Evenly spaced teacher layers ending with the last: 3 of 6 -> [1, 3, 5] (TinyBERT's mapping)."""
+    step = teacher_layers / student_layers
+    return [int(round(step * (i + 1))) - 1 for i in range(student_layers)]
+
+
+def copy_teacher_layers(model, teacher, vocab, settings) -> None:
+    teacher_bert = teacher.model.bert
+    chosen = settings.teacher_layers or default_teacher_layers(settings.layers, teacher.model.config.num_hidden_layers)
+    embeddings = model.bert.embeddings
+    embeddings.weight.assign(teacher_bert.embeddings.weight.numpy()[vocab.teacher_ids])
+    embeddings.token_type_embeddings.assign(teacher_bert.embeddings.token_type_embeddings.numpy())
+    positions = teacher_bert.embeddings.position_embeddings.numpy()
+    embeddings.position_embeddings.assign(positions[: embeddings.position_embeddings.shape[0]])
+    embeddings.LayerNorm.set_weights(teacher_bert.embeddings.LayerNorm.get_weights())
+    for student_index, teacher_index in enumerate(chosen):
+        model.bert.encoder.layer[student_index].set_weights(teacher_bert.encoder.layer[teacher_index].get_weights())
+    model.bert.pooler.set_weights(teacher_bert.pooler.get_weights())
+
+
+def _project(table: np.ndarray, size: int) -> np.ndarray:
+    """Rows of ``table`` in ``size`` dimensions: the top principal components, scaled to BERT's init."""
+    if table.shape[1] == size:
+        return table
+    centred = table - table.mean(axis=0, keepdims=True)
+    _, _, components = np.linalg.svd(centred, full_matrices=False)
+    width = min(size, components.shape[0])
+    projected = np.zeros((table.shape[0], size), dtype=np.float32)
+    projected[:, :width] = centred @ components[:width].T
+    return (projected * (0.02 / max(float(projected.std()), 1e-8))).astype(np.float32)
+
+
+def student_forward(kind: str, network):
+    """A traced ``(ids, mask) -> logits`` for inference (eager Keras calls cost tens of ms)."""
+    import tensorflow as tf
+
+    spec = tf.TensorSpec([None, None], tf.int32)
+    if kind == "bilstm":
+
+        @tf.function(input_signature=[spec, spec])
+        def forward(input_ids, attention_mask):
+            return network(input_ids, training=False)
+
+    else:
+
+        @tf.function(input_signature=[spec, spec])
+        def forward(input_ids, attention_mask):
+            return network(input_ids=input_ids, attention_mask=attention_mask, training=False).logits
+
+    return forward
