@@ -58,7 +58,7 @@ def main() -> int:
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
 
-    from rasa_kd.student import StudentModel
+    from rasa_kd.models.student import StudentModel
 
     rows = []
     for folder in args.students:

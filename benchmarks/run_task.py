@@ -29,11 +29,12 @@ import yaml  # noqa: E402
 from rasa_kd.data.convert import convert_dataset  # noqa: E402
 from rasa_kd.data.nlu_yaml import load_intent_examples  # noqa: E402
 from rasa_kd.io_utils import read_json, write_json  # noqa: E402
-from rasa_kd.metrics import classification_scores  # noqa: E402
+from rasa_kd.distill.evaluate import classification_scores  # noqa: E402
 from rasa_kd.provenance import package_versions  # noqa: E402
-from rasa_kd.rasa_process import run_rasa  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from rasa_process import run_rasa  # noqa: E402  (scripts/rasa_process.py)
 
 # How each task's data is converted, which splits are scored, and its metric (as in the thesis).
 TASKS = {
@@ -181,8 +182,8 @@ def batch_1_in_blocks(runners: Dict[str, Callable[[List[str]], object]], sentenc
 
 def latencies(work: Path, diet_archive: Path, sentences: List[str], single: int, batches: int) -> dict:
     """Batch-1 and batch-256 latency of teacher, students and DIET, interleaved in one process."""
-    from rasa_kd.student import StudentModel
-    from rasa_kd.teacher import Teacher
+    from rasa_kd.models.student import StudentModel
+    from rasa_kd.models.teacher import Teacher
 
     def batched(model):
         return lambda texts: model.logits(texts, batch_size=256)

@@ -35,9 +35,10 @@ import yaml  # noqa: E402
 
 from rasa_kd.io_utils import write_json, write_text  # noqa: E402
 from rasa_kd.provenance import package_versions  # noqa: E402
-from rasa_kd.rasa_process import rasa_server, run_rasa  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from rasa_process import rasa_server, run_rasa  # noqa: E402  (scripts/rasa_process.py)
 BOT = ROOT / "example_bot"
 WORK = ROOT / "runs" / "serving"
 SENTENCES = [
@@ -166,8 +167,8 @@ def inside_the_classifier(teacher_archive: Path, students: dict, repeats: int = 
     from rasa.shared.nlu.training_data.message import Message
 
     from rasa_kd.components.common import set_intents
-    from rasa_kd.student import StudentModel
-    from rasa_kd.teacher import Teacher
+    from rasa_kd.models.student import StudentModel
+    from rasa_kd.models.teacher import Teacher
 
     models = {}
     with tempfile.TemporaryDirectory() as scratch, tarfile.open(teacher_archive) as tar:

@@ -33,8 +33,8 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "student_latency.json")
     args = parser.parse_args()
 
-    from rasa_kd.student import StudentModel
-    from rasa_kd.teacher import Teacher
+    from rasa_kd.models.student import StudentModel
+    from rasa_kd.models.teacher import Teacher
 
     models = {"teacher": Teacher.load(args.teacher)}
     for folder in args.students:

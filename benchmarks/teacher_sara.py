@@ -18,11 +18,12 @@ import yaml  # noqa: E402
 
 from rasa_kd.data.convert import convert_dataset  # noqa: E402
 from rasa_kd.io_utils import read_json, write_json  # noqa: E402
-from rasa_kd.metrics import classification_scores  # noqa: E402
+from rasa_kd.distill.evaluate import classification_scores  # noqa: E402
 from rasa_kd.provenance import package_versions  # noqa: E402
-from rasa_kd.rasa_process import run_rasa  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from rasa_process import run_rasa  # noqa: E402  (scripts/rasa_process.py)
 
 
 def rasa_test_scores(work: Path, split: str) -> dict:

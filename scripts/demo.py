@@ -21,7 +21,7 @@ from pathlib import Path
 os.environ["RASA_TELEMETRY_ENABLED"] = "false"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from rasa_kd.rasa_process import LoggedRun, rasa_server  # noqa: E402
+from rasa_process import LoggedRun, rasa_server  # noqa: E402  (scripts/rasa_process.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = [

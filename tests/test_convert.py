@@ -8,7 +8,7 @@ from rasa_kd import cli
 from rasa_kd.data.convert import convert_dataset
 from rasa_kd.data.nlu_yaml import load_intent_examples
 from rasa_kd.errors import DataError, RasaKDError
-from rasa_kd.labels import intent_to_label, label_to_intent
+from rasa_kd.data.labels import intent_to_label, label_to_intent
 
 
 def write(path: Path, content, encoding="utf-8") -> Path:

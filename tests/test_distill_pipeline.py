@@ -18,8 +18,8 @@ from rasa_kd.distill.config import load_config
 from rasa_kd.distill.labelling import label_transfer_set
 from rasa_kd.distill.transfer_set import TransferSet, sentence_key
 from rasa_kd.errors import ConfigError, ModelLoadError
-from rasa_kd.student import StudentModel
-from rasa_kd.teacher import Teacher
+from rasa_kd.models.student import StudentModel
+from rasa_kd.models.teacher import Teacher
 from tests.tiny_models import DEV_EXAMPLES, TEST_EXAMPLES, TINY_DISTILL as TINY, tiny_distill_config, vocabulary
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,8 +129,9 @@ def test_tinybert_students_learn_with_each_loss(tmp_path, data, tiny_bert_dir, b
 
 
 def test_tinybert_copies_teacher_layers(tmp_path, data, tiny_bert_dir, bilstm_run):
-    from rasa_kd.student import StudentVocab, build_tinybert
-    from rasa_kd import bert
+    from rasa_kd.models.networks import build_tinybert
+    from rasa_kd.models.student import StudentVocab
+    from rasa_kd.models import bert
 
     teacher = Teacher.load(bilstm_run[0] / "teacher")
     config = tiny_config(data, tiny_bert_dir, **{"student.tinybert.init": "teacher", "student.tinybert.layers": 1,

@@ -6,7 +6,7 @@ import tarfile
 import pytest
 import yaml
 
-from rasa_kd.rasa_process import rasa_server, run_rasa
+from scripts.rasa_process import rasa_server, run_rasa
 from tests.tiny_models import INTENT_EXAMPLES, TEST_EXAMPLES, write_nlu_file, write_tiny_bert
 
 pytestmark = pytest.mark.e2e
@@ -103,7 +103,7 @@ def test_distillation_inside_rasa_train_and_rasa_test_nlu(tmp_path, tiny_bert_di
 
 
 def test_a_bad_student_path_fails_rasa_train_with_a_message(tmp_path):
-    from rasa_kd.rasa_process import RasaProcessError
+    from scripts.rasa_process import RasaProcessError
 
     with pytest.raises(RasaProcessError) as failure:
         make_bot(tmp_path, [{"name": "rasa_kd.StudentIntentClassifier", "student_path": "students/missing"}])

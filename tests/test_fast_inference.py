@@ -2,10 +2,11 @@
 import numpy as np
 import pytest
 
-from rasa_kd import bert
-from rasa_kd.distill.config import BiLSTMSettings, TinyBertSettings
-from rasa_kd.fast_inference import NumpyBert, NumpyBiLSTM
-from rasa_kd.student import StudentVocab, build_bilstm, build_tinybert, student_forward
+from rasa_kd.models import bert
+from rasa_kd.models.architectures import BiLSTMSettings, TinyBertSettings
+from rasa_kd.models.numpy_runtime import NumpyBert, NumpyBiLSTM
+from rasa_kd.models.networks import build_bilstm, build_tinybert, student_forward
+from rasa_kd.models.student import StudentVocab
 
 
 def batch_with_padding(vocab_size, seed=0):
@@ -42,7 +43,7 @@ def test_numpy_bilstm_matches_keras(layers, multichannel, monkeypatch):
 
 @pytest.mark.parametrize("activation", ["gelu_new", "gelu"])
 def test_numpy_bert_matches_transformers(tiny_bert_dir, activation):
-    from rasa_kd.bert import load_tokenizer
+    from rasa_kd.models.bert import load_tokenizer
 
     tokenizer = load_tokenizer(tiny_bert_dir)
     ids_lists = bert.encode(tokenizer, ["hello friend", "i want a pizza with cheese please", "bye"], 16)
@@ -60,7 +61,7 @@ def test_numpy_bert_matches_transformers(tiny_bert_dir, activation):
 
 
 def test_numpy_bert_refuses_an_activation_it_does_not_implement(tiny_bert_dir):
-    from rasa_kd.bert import load_tokenizer
+    from rasa_kd.models.bert import load_tokenizer
 
     vocab = StudentVocab.from_teacher_ids(bert.encode(load_tokenizer(tiny_bert_dir), ["hello"], 8), load_tokenizer(tiny_bert_dir))
     network = build_tinybert(TinyBertSettings(layers=1, hidden_size=8, heads=2, intermediate_size=8, max_seq_length=8), vocab, ["a", "b"])
@@ -72,7 +73,7 @@ def test_numpy_bert_refuses_an_activation_it_does_not_implement(tiny_bert_dir):
 def test_limit_blas_threads_limits_numpy_blas_and_restores_it():
     from threadpoolctl import threadpool_info
 
-    from rasa_kd.fast_inference import limit_blas_threads
+    from rasa_kd.models.numpy_runtime import limit_blas_threads
 
     def blas_threads():
         return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]

