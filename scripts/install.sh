@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates the project's virtual environment and installs the stack into it (see README "Installation").
+# Creates the project's virtual environment and installs the stack into it (see docs/development.md, "Installation").
 # Idempotent: re-running it on an installed venv only checks it.
 #   scripts/install.sh                       install into $VENV (default: .venv beside this folder)
 #   scripts/install.sh --build-config-only   write the matplotlib build config, print what pip's build reads

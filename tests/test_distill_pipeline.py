@@ -257,3 +257,43 @@ def test_cli_runs_stage_by_stage_with_flags_over_the_config_file(tmp_path, data,
     assert len(TransferSet.load(out / "transfer_set.jsonl")) == 150
     assert cli.main(["student", "--output", str(tmp_path / "empty"), "--no-progress"]) == 2
     assert "no teacher in" in capsys.readouterr().err
+
+
+# --- stages in memory ----------------------------------------------------------------------------
+
+
+def test_one_run_reads_the_data_once_and_hands_the_teacher_on_in_memory(tmp_path, data, tiny_bert_dir, bilstm_run, monkeypatch):
+    from rasa_kd.data import nlu_yaml
+
+    calls = {"data": 0, "teacher": 0}
+    read, load = nlu_yaml.load_intent_examples, Teacher.load.__func__
+
+    def counted_read(*args, **kwargs):
+        calls["data"] += 1
+        return read(*args, **kwargs)
+
+    def counted_load(cls, *args, **kwargs):
+        calls["teacher"] += 1
+        return load(cls, *args, **kwargs)
+
+    monkeypatch.setattr(nlu_yaml, "load_intent_examples", counted_read)
+    monkeypatch.setattr(Teacher, "load", classmethod(counted_load))
+    config = tiny_config(data, tiny_bert_dir, **{"teacher.path": str(bilstm_run[0] / "teacher"), "student.training.epochs": 2,
+                                                 "transfer_set.size": 100})
+    metrics = pipeline.distill(config, tmp_path / "run", progress=False)
+    assert calls == {"data": 3, "teacher": 1}  # train, dev and test files once each; the copied teacher once
+    assert metrics["student"]["scores"]["test"]["examples"] == 9
+
+
+def test_distil_examples_takes_texts_and_intents_and_gives_a_student(tmp_path, tiny_bert_dir):
+    from tests.tiny_models import intent_pairs
+
+    texts, intents = intent_pairs()
+    config = load_config(None, {**{k: v for k, v in TINY.items() if not k.startswith("evaluation")},
+                                "teacher.model": str(tiny_bert_dir), "student.training.epochs": 3, "transfer_set.size": 100})
+    student = pipeline.distil_examples(texts, intents, config, progress=False)
+    assert student.labels == ["goodbye", "greet", "order_pizza"] and student.runtime == "numpy"
+    assert student.logits(["hello friend"]).shape == (1, 3)
+    kept = pipeline.distil_examples(texts, intents, config, output=tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "student" / "student.json").is_file() and not (tmp_path / "run" / "metrics.json").exists()
+    np.testing.assert_allclose(kept.logits(texts), student.logits(texts), atol=1e-5)  # same seed, same student

@@ -147,6 +147,7 @@ def test_distilled_classifier_trains_persists_only_the_student_and_loads(tiny_be
         assert sorted(p.name for p in folder.iterdir()) == ["student"]
         assert json.loads((folder / "student" / "student.json").read_text())["kind"] == student
     assert (tmp_path / "work" / "run" / "teacher").is_dir()  # kept only because workdir was given
+    assert not (tmp_path / "work" / "data").exists()  # the examples went on in memory, not through YAML
     texts = intent_pairs()[0]
     before = process(component, texts)
     loaded = DistilledIntentClassifier.load(component.component_config, storage, Resource(NODE), context)
