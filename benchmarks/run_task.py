@@ -101,8 +101,9 @@ def distil(task: str, files: Dict[str, str], work: Path, overrides: dict, progre
     return results
 
 
-def train_diet(task: str, files: Dict[str, str], work: Path, epochs: int) -> dict:
-    """Rasa's default NLU pipeline, trained by `rasa train nlu` and scored by `rasa test nlu`."""
+def train_diet(task: str, files: Dict[str, str], work: Path, epochs: int, splits: Optional[List[str]] = None) -> dict:
+    """Rasa's default NLU pipeline, trained by `rasa train nlu` and scored by `rasa test nlu` on ``splits``
+    (default: the task's)."""
     folder = work / "diet"
     folder.mkdir(parents=True, exist_ok=True)
     config = yaml.safe_load((ROOT / "example_bot" / "config-diet.yml").read_text())
@@ -127,7 +128,7 @@ def train_diet(task: str, files: Dict[str, str], work: Path, epochs: int) -> dic
         seconds = time.perf_counter() - started
         write_json(timing, {"seconds": seconds})
     scores = {}
-    for split in TASKS[task]["splits"]:
+    for split in splits or TASKS[task]["splits"]:
         out = folder / "results" / split
         run_rasa(["test", "nlu", "--nlu", files[split], "--model", str(archive), "--out", str(out), "--successes",
                   "--no-plot"], cwd=folder)

@@ -30,7 +30,10 @@ def _add_convert(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--label-column", default="label", help="csv: header name of the label column (default: label)")
     parser.add_argument("--dev-size", type=int, metavar="N",
                         help="hold out N random training examples as dev.yml (for data sets without a dev split)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of --dev-size (default: 0)")
+    parser.add_argument("--per-intent", type=int, metavar="N",
+                        help="a few-shot version: at most N random training examples per intent, none that is also in "
+                        "dev or test, and no dev split; test is kept whole")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --dev-size and --per-intent (default: 0)")
     parser.add_argument("--force", action="store_true", help="replace DIR if it exists and is not empty")
     parser.set_defaults(run=_run_convert)
 
@@ -42,7 +45,7 @@ def _run_convert(args: argparse.Namespace) -> int:
     if args.format == "csv":
         options = {"text_column": args.text_column, "label_column": args.label_column}
     record = convert_dataset(args.format, args.source, args.output, overwrite=args.force,
-                             dev_size=args.dev_size, seed=args.seed, **options)
+                             dev_size=args.dev_size, seed=args.seed, per_intent=args.per_intent, **options)
     print(f"{'split':<6} {'rows':>7} {'examples':>9} {'intents':>8} {'skipped':>8}")
     for split, info in record["splits"].items():
         print(f"{split:<6} {info['rows']:>7} {info['examples']:>9} {len(info['intents']):>8} {info['skipped']:>8}")

@@ -154,3 +154,22 @@ def test_the_fast_encoder_gives_the_transformers_tokenizer_ids():
     encoder = bert.Encoder(tokenizer, 4)
     tokenizer(["x " * 50], truncation=True, max_length=30)
     assert len(encoder(["x " * 50])[0]) == 4
+
+
+@pytest.mark.parametrize("examples, epochs, batch_size", [
+    (70, 30, 16),     # 5 steps an epoch: capped at 30 epochs
+    (161, 30, 16),    # Spokes
+    (561, 28, 16),    # 36 steps an epoch: 28 epochs make about 1,000 steps
+    (999, 16, 16),
+    (1000, 10, 32),   # from 1,000 examples: the defaults measured on Sara
+    (2487, 10, 32),
+])
+def test_the_teacher_schedule_adapts_to_the_data_size(examples, epochs, batch_size):
+    resolved = TeacherSettings().for_examples(examples)
+    assert (resolved.epochs, resolved.batch_size) == (epochs, batch_size)
+
+
+def test_a_schedule_given_explicitly_is_kept():
+    resolved = TeacherSettings(epochs=3, batch_size=64).for_examples(100)
+    assert (resolved.epochs, resolved.batch_size) == (3, 64)
+    assert TeacherSettings(batch_size=8).for_examples(100).epochs == 30  # 13 steps an epoch

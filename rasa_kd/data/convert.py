@@ -3,7 +3,7 @@ import datetime
 import logging
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 from rasa_kd import __version__
 from rasa_kd.data.formats import READERS, SPLITS, Example, RawDataset, Skipped
@@ -85,6 +85,27 @@ def _hold_out_dev(train: Dict[str, Any], size: int, seed: int) -> Dict[str, Any]
             "texts_with_conflicting_intents": 0}
 
 
+def sample_per_intent(examples: Dict[str, List[str]], per_intent: int, seed: int,
+                      held_out: Iterable[str] = ()) -> Dict[str, List[str]]:
+    """At most ``per_intent`` examples of each intent, drawn with ``seed``: a few-shot version of ``examples``.
+
+    A text that also occurs in ``held_out`` (dev or test; case and whitespace do not count) is never
+    drawn. The draw does not depend on the order of the examples, and for one seed a smaller
+    ``per_intent`` gives a subset of a larger one's examples.
+    """
+    import numpy as np
+
+    if per_intent < 1:
+        raise DataError(f"--per-intent must be at least 1, got {per_intent}")
+    excluded = {" ".join(t.lower().split()) for t in held_out}
+    sampled = {}
+    for number, intent in enumerate(sorted(examples)):
+        pool = sorted({t for t in examples[intent] if " ".join(t.lower().split()) not in excluded})
+        order = np.random.default_rng([seed, number]).permutation(len(pool))
+        sampled[intent] = [pool[i] for i in sorted(order[:per_intent])]
+    return {intent: texts for intent, texts in sampled.items() if texts}
+
+
 def convert_dataset(
     fmt: str,
     source: Path,
@@ -92,12 +113,15 @@ def convert_dataset(
     overwrite: bool = False,
     dev_size: Optional[int] = None,
     seed: int = 0,
+    per_intent: Optional[int] = None,
     **reader_options: Any,
 ) -> Dict[str, Any]:
     """Convert ``source`` in format ``fmt`` into ``output``; return the ``dataset.json`` record.
 
     ``dev_size`` holds out that many random training examples (``seed``) as dev, for data sets
-    without a dev split (TREC).
+    without a dev split (TREC). ``per_intent`` makes a few-shot version: at most that many training
+    examples per intent (``seed``), none that occurs in dev or test, and no dev split (a small bot has
+    none); the test split is kept whole.
     """
     if fmt not in READERS:
         raise DataError(f"unknown format {fmt!r}; choose one of: {', '.join(READERS)}")
@@ -120,6 +144,13 @@ def convert_dataset(
         splits["dev"] = _hold_out_dev(splits["train"], dev_size, seed)
         splits = {split: splits[split] for split in SPLITS if split in splits}
         moved_to_dev = dev_size
+    few_shot = None
+    if per_intent is not None:
+        held_out = [t for split in ("dev", "test") if split in splits for texts in splits[split]["examples"].values() for t in texts]
+        full = sum(len(v) for v in splits["train"]["examples"].values())
+        splits["train"]["examples"] = sample_per_intent(splits["train"]["examples"], per_intent, seed, held_out)
+        few_shot = {"per_intent": per_intent, "seed": seed, "train_examples_before": full, "dev_dropped": "dev" in splits}
+        splits.pop("dev", None)
     file_order = {name: i for i, name in enumerate(raw.files)}
     skipped.sort(key=lambda s: (file_order.get(s.file, len(file_order)), s.line))
     if not any(splits.get("train", {}).get("examples", {}).values()):
@@ -136,6 +167,7 @@ def convert_dataset(
         "rasa_kd_version": __version__,
         "reader_options": {k: v for k, v in reader_options.items() if v is not None},
         "dev_from_train": {"examples": dev_size, "seed": seed} if dev_size is not None else None,
+        "few_shot": few_shot,
         "source_files": [
             {"path": name, "split": raw.file_splits[name], "bytes": path.stat().st_size, "sha256": sha256_file(path)}
             for name, path in raw.files.items()

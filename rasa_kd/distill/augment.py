@@ -64,9 +64,12 @@ class RuleAugmenter:
         self.neighbours = neighbours
         self.rng = rng
 
-    def __call__(self, sentence: str) -> str:
+    def __call__(self, sentence: str, same_intent: Sequence[str] = ()) -> str:
+        """A new sentence from ``sentence``; ``same_intent`` holds sentences it may be spliced with."""
         s = self.settings
         words = sentence.split()
+        if s.recombine_prob and len(same_intent) > 1 and self.rng.random() < s.recombine_prob:
+            words = self._splice(words, same_intent[self.rng.integers(len(same_intent))].split())
         out: List[str] = []
         for word in words:
             draw = self.rng.random()
@@ -75,6 +78,8 @@ class RuleAugmenter:
             elif draw < s.mask_prob + s.replace_prob and self.neighbours is not None:
                 options = self.neighbours(word)
                 out.append(options[self.rng.integers(len(options))] if options else word)
+            elif s.typo_prob and len(word) > 2 and self.rng.random() < s.typo_prob:
+                out.append(self._typo(word))
             else:
                 out.append(word)
         if len(out) > 1 and self.rng.random() < s.ngram_prob:
@@ -82,6 +87,27 @@ class RuleAugmenter:
             start = int(self.rng.integers(0, len(out) - n + 1))
             out = out[start : start + n]
         return " ".join(out)
+
+
+    def _splice(self, words: List[str], other: List[str]) -> List[str]:
+        """The start of one sentence and the end of another of the same intent."""
+        if not words or not other:
+            return words or other
+        cut = int(self.rng.integers(1, len(words) + 1))
+        start = int(self.rng.integers(0, len(other)))
+        return words[:cut] + other[start:]
+
+    def _typo(self, word: str) -> str:
+        """One slip of the keyboard: a letter dropped, doubled, swapped with the next, or replaced."""
+        i = int(self.rng.integers(len(word)))
+        kind = int(self.rng.integers(4))
+        if kind == 0:
+            return word[:i] + word[i + 1:]
+        if kind == 1:
+            return word[:i] + word[i] + word[i:]
+        if kind == 2 and i < len(word) - 1:
+            return word[:i] + word[i + 1] + word[i] + word[i + 2:]
+        return word[:i] + "abcdefghijklmnopqrstuvwxyz"[int(self.rng.integers(26))] + word[i + 1:]
 
 
 def augment_many(augmenter: RuleAugmenter, sentences: Sequence[str], count: int, rng: np.random.Generator) -> List[str]:

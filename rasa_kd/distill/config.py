@@ -52,6 +52,10 @@ class RuleAugmentation:
     ngram_prob: float = setting(0.25, "chance the sentence is cut to a random n-gram", number(0.0, 1.0))
     ngram_min: int = setting(1, "shortest n-gram kept", integer(1, 100))
     ngram_max: int = setting(5, "longest n-gram kept", integer(1, 100))
+    recombine_prob: float = setting(0.0, "chance a sentence is first spliced with another of the same intent (its start, "
+                                    "the other's end)", number(0.0, 1.0))
+    typo_prob: float = setting(0.0, "chance a word of 3 or more letters that is kept gets a typo (a letter dropped, "
+                               "doubled, swapped or replaced)", number(0.0, 1.0))
 
 
 @dataclass

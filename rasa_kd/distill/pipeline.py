@@ -282,6 +282,7 @@ class Distillation:
             run.checkpoints, teacher=teacher, teacher_train_ids=teacher_ids, progress=self.progress,
             held_out_dev="dev" in splits,
         )
+        student.extend_vocabulary()
         student.save(run.student, overwrite=True, extra={"training": {
             "best_epoch": result.best_epoch, f"dev_{result.dev_metric}": result.best_score,
             "epochs_run": len(result.epochs), "stopped_early": result.stopped_early, "seconds": round(result.seconds, 1)}})

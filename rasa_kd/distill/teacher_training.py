@@ -65,6 +65,7 @@ def fine_tune_teacher(
     labels = sorted(set(intents))
     if len(labels) < 2:
         raise DataError(f"the teacher needs at least 2 intents to classify, found {len(labels)}: {labels}")
+    settings = settings.for_examples(len(texts))
     model_dir = bert.resolve_model_dir(settings.model)
     tf.keras.utils.set_random_seed(settings.random_seed)
     model = bert.load_sequence_classifier(model_dir, labels)

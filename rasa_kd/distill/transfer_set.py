@@ -132,10 +132,17 @@ def build_transfer_set(
                 break
             builder.add(line, "unlabelled")
     rng = np.random.default_rng(settings.random_seed)
-    kept_train = [t for t, s in zip(builder.result.texts, builder.result.sources) if s == "train"] or list(train_texts)
+    kept = [(t, i) for t, s, i in zip(builder.result.texts, builder.result.sources, builder.result.intents) if s == "train"]
+    kept = kept or list(zip(train_texts, train_intents))
+    kept_train = [t for t, _ in kept]
+    by_intent: Dict[str, List[str]] = {}
+    for text, intent in kept:
+        by_intent.setdefault(intent, []).append(text)
+    same_intent = [by_intent[intent] for _, intent in kept]
     generators = []
     if "rules" in settings.augmentation and rule_augmenter is not None:
-        generators.append(("rules", lambda n: [rule_augmenter(kept_train[i]) for i in rng.integers(0, len(kept_train), n)]))
+        generators.append(("rules", lambda n: [rule_augmenter(kept_train[i], same_intent[i])
+                                               for i in rng.integers(0, len(kept_train), n)]))
     if "gpt2" in settings.augmentation and gpt2_generator is not None:
         generators.append(("gpt2", gpt2_generator))
     for position, (source, generate) in enumerate(generators):

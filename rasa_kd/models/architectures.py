@@ -15,6 +15,10 @@ class BiLSTMSettings:
     dropout: float = setting(0.1, "dropout after the BiLSTM and the ReLU layer", number(0.0, 1.0, max_inclusive=False))
     embeddings: str = setting("teacher", "initial embeddings: the teacher's WordPiece rows, or random", one_of("teacher", "random"))
     multichannel: bool = setting(False, "a frozen copy of the teacher embeddings beside the trained ones", boolean())
+    vocabulary: str = setting(
+        "teacher", "WordPieces the student reads: teacher (every one the teacher knows; those the transfer set never "
+        "showed keep the rows they would have started from, stored as int8) or transfer_set (the rest read as [UNK])",
+        one_of("teacher", "transfer_set"))
     max_seq_length: int = setting(64, "WordPiece tokens per sentence", integer(4, 512))
 
 
@@ -40,4 +44,8 @@ class TinyBertSettings:
         one_of("random", "teacher"),
     )
     teacher_layers: Optional[List[int]] = setting(None, "teacher layers (0-based) copied into the student; default: evenly spaced", optional_int_list(0))
+    vocabulary: str = setting(
+        "teacher", "WordPieces the student reads: teacher (every one the teacher knows; those the transfer set never "
+        "showed keep the rows they would have started from, stored as int8) or transfer_set (the rest read as [UNK])",
+        one_of("teacher", "transfer_set"))
     max_seq_length: int = setting(64, "WordPiece tokens per sentence", integer(4, 512))

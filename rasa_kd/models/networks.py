@@ -1,6 +1,7 @@
 """The student networks (TensorFlow): the BiLSTM of Tang et al. and a small BERT, built from their
 settings, optionally initialised from the teacher, and traced for inference."""
-from typing import List, Optional, Sequence
+import dataclasses
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -58,25 +59,32 @@ def tinybert_config(settings, vocab_size: int, labels: Sequence[str]):
     )
 
 
-def build_tinybert(settings, vocab, labels: Sequence[str], teacher=None, seed: int = 0):
-    """A small TF BERT classifier; embeddings (and layers, with init: teacher) from the teacher."""
+def build_tinybert(settings, vocab, labels: Sequence[str], teacher=None, seed: int = 0, embeddings: Optional[np.ndarray] = None):
+    """A small TF BERT classifier; its word embeddings ``embeddings`` (and its layers, with init: teacher,
+    copied from the teacher)."""
     import tensorflow as tf
     from transformers import TFBertForSequenceClassification
 
     tf.keras.utils.set_random_seed(seed)
     model = TFBertForSequenceClassification(tinybert_config(settings, vocab.size, labels))
     model(model.dummy_inputs, training=False)
-    if teacher is None:
-        return model
-    teacher_bert = teacher.model.bert
-    teacher_config = teacher.model.config
-    if settings.init == "teacher":
-        _check_copyable(settings, teacher_config)
+    if teacher is not None and settings.init == "teacher":
+        _check_copyable(settings, teacher.model.config)
         copy_teacher_layers(model, teacher, vocab, settings)
-    else:
-        table = teacher_bert.embeddings.weight.numpy()[vocab.teacher_ids]
-        model.bert.embeddings.weight.assign(_project(table, settings.hidden_size))
+    if embeddings is not None:
+        model.bert.embeddings.weight.assign(embeddings)
     return model
+
+
+def embedding_source(kind: str, settings, teacher, fitted_on: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """Teacher WordPiece ids -> a student's initial embedding rows: the teacher's own rows for a BiLSTM
+    (and a tiny-BERT copying the teacher), else projected to the tiny-BERT's width by the principal
+    components of the rows of ``fitted_on`` (the student vocabulary's teacher ids)."""
+    table = teacher.model.get_input_embeddings().weight.numpy()
+    if kind == "bilstm" or settings.init == "teacher" or table.shape[1] == settings.hidden_size:
+        return lambda ids: table[ids]
+    project = fit_projection(table[fitted_on], settings.hidden_size)
+    return lambda ids: project(table[ids])
 
 
 def _check_copyable(settings, teacher_config) -> None:
@@ -115,16 +123,47 @@ def copy_teacher_layers(model, teacher, vocab, settings) -> None:
     model.bert.pooler.set_weights(teacher_bert.pooler.get_weights())
 
 
-def _project(table: np.ndarray, size: int) -> np.ndarray:
-    """Rows of ``table`` in ``size`` dimensions: the top principal components, scaled to BERT's init."""
-    if table.shape[1] == size:
-        return table
-    centred = table - table.mean(axis=0, keepdims=True)
-    _, _, components = np.linalg.svd(centred, full_matrices=False)
+def fit_projection(table: np.ndarray, size: int) -> Callable[[np.ndarray], np.ndarray]:
+    """Rows -> ``size`` dimensions: the top principal components of ``table``, scaled so that ``table``'s
+    projection has BERT's initial standard deviation (0.02)."""
+    mean = table.mean(axis=0, keepdims=True)
+    _, _, components = np.linalg.svd(table - mean, full_matrices=False)
     width = min(size, components.shape[0])
-    projected = np.zeros((table.shape[0], size), dtype=np.float32)
-    projected[:, :width] = centred @ components[:width].T
-    return (projected * (0.02 / max(float(projected.std()), 1e-8))).astype(np.float32)
+
+    def raw(rows: np.ndarray) -> np.ndarray:
+        projected = np.zeros((rows.shape[0], size), dtype=np.float32)
+        projected[:, :width] = (rows - mean) @ components[:width].T
+        return projected
+
+    scale = 0.02 / max(float(raw(table).std()), 1e-8)
+    return lambda rows: (raw(rows) * scale).astype(np.float32)
+
+
+def extended_network(kind: str, network, architecture: Dict[str, Any], labels: Sequence[str], extra_rows: np.ndarray):
+    """A copy of ``network`` whose word embeddings have ``extra_rows`` appended (the vocabulary extension)."""
+    if kind == "bilstm":
+        settings = bilstm_settings(architecture)
+        size = network.get_layer("embedding").input_dim + len(extra_rows)
+        static = np.zeros((size, architecture["embedding_dim"]), dtype=np.float32) if settings.multichannel else None
+        bigger = build_bilstm(settings, size, len(labels), static, architecture["embedding_dim"])
+    else:
+        from transformers import TFBertForSequenceClassification
+
+        config = network.config.__class__.from_dict({**network.config.to_dict(), "vocab_size": network.config.vocab_size + len(extra_rows)})
+        bigger = TFBertForSequenceClassification(config)
+        bigger(bigger.dummy_inputs, training=False)
+    # The embedding tables are the weights whose shapes differ; the rest is copied as it is.
+    weights = [np.concatenate([old, extra_rows]) if old.shape != new.shape else old
+               for old, new in zip(network.get_weights(), bigger.get_weights())]
+    bigger.set_weights(weights)
+    return bigger
+
+
+def bilstm_settings(architecture: Dict[str, Any]):
+    """The BiLSTM's settings from a saved architecture record (defaults for keys older records lack)."""
+    from rasa_kd.models.architectures import BiLSTMSettings
+
+    return BiLSTMSettings(**{f.name: architecture.get(f.name, f.default) for f in dataclasses.fields(BiLSTMSettings)})
 
 
 def student_forward(kind: str, network):

@@ -22,8 +22,7 @@ import numpy as np
 from rasa_kd.errors import ConfigError, ModelLoadError
 from rasa_kd.io_utils import atomic_directory, read_json, sha256_file, write_json
 from rasa_kd.models import bert
-from rasa_kd.models.architectures import BiLSTMSettings
-from rasa_kd.models.networks import PAD, UNK, build_bilstm, student_forward
+from rasa_kd.models.networks import PAD, UNK, bilstm_settings, build_bilstm, student_forward
 from rasa_kd.provenance import fingerprint, package_versions
 
 logger = logging.getLogger(__name__)
@@ -70,6 +69,51 @@ class StudentVocab:
         return [self.token_map[np.asarray(ids, dtype=np.int64)] for ids in id_lists]
 
 
+@dataclass
+class VocabExtension:
+    """Embedding rows for the teacher's WordPieces that the transfer set never showed, so that the
+    student reads them as themselves rather than as [UNK]: the rows they would have started training
+    from (the teacher's, projected to a tiny-BERT's width), stored as int8 with one scale per row."""
+
+    FILE = "vocab_extension.npz"
+
+    teacher_ids: np.ndarray  # int64 [rows]
+    rows: np.ndarray  # int8 [rows, width]
+    scales: np.ndarray  # float32 [rows]: a row is rows[i] * scales[i]
+
+    @classmethod
+    def quantise(cls, teacher_ids: np.ndarray, table: np.ndarray) -> "VocabExtension":
+        scales = np.maximum(np.abs(table).max(axis=1), 1e-12) / 127.0
+        rows = np.clip(np.rint(table / scales[:, None]), -127, 127).astype(np.int8)
+        return cls(np.asarray(teacher_ids, dtype=np.int64), rows, scales.astype(np.float32))
+
+    def table(self) -> np.ndarray:
+        """The rows as float32 [rows, width]."""
+        return self.rows.astype(np.float32) * self.scales[:, None]
+
+    def save(self, path: Path) -> None:
+        with open(path, "wb") as handle:
+            np.savez(handle, teacher_ids=self.teacher_ids, rows=self.rows, scales=self.scales)
+
+    @classmethod
+    def load(cls, path: Path) -> "VocabExtension":
+        with np.load(path, allow_pickle=False) as data:
+            return cls(data["teacher_ids"], data["rows"], data["scales"])
+
+
+def unextended_ids(vocab: StudentVocab, tokenizer) -> np.ndarray:
+    """Teacher ids a vocabulary extension covers: every WordPiece the student lacks, but [MASK] (read as
+    [UNK], as in training) and the [unusedN] placeholders, which no text produces."""
+    missing = np.ones(len(tokenizer), dtype=bool)
+    missing[vocab.teacher_ids] = False
+    if tokenizer.mask_token_id is not None:
+        missing[tokenizer.mask_token_id] = False
+    for token, index in tokenizer.get_vocab().items():
+        if token.startswith("[unused") and index < len(missing):
+            missing[index] = False
+    return np.flatnonzero(missing)
+
+
 def new_student(kind: str, settings, teacher, texts: Sequence[str], seed: int,
                 record: Optional[dict] = None) -> Tuple["StudentModel", List[List[int]]]:
     """An untrained student of ``teacher`` and the teacher's WordPiece ids of ``texts`` (its transfer set).
@@ -80,7 +124,7 @@ def new_student(kind: str, settings, teacher, texts: Sequence[str], seed: int,
     """
     import tensorflow as tf
 
-    from rasa_kd.models.networks import build_tinybert, default_teacher_layers
+    from rasa_kd.models.networks import build_tinybert, default_teacher_layers, embedding_source
 
     if kind not in KINDS:
         raise ConfigError(f"student kind must be one of {KINDS}, got {kind!r}")
@@ -88,46 +132,79 @@ def new_student(kind: str, settings, teacher, texts: Sequence[str], seed: int,
     special_tokens = kind == "tinybert"
     teacher_ids = bert.encode(teacher.tokenizer, texts, settings.max_seq_length, special_tokens)
     vocab = StudentVocab.from_teacher_ids(teacher_ids, teacher.tokenizer)
+    source = embedding_source(kind, settings, teacher, vocab.teacher_ids)
     tf.keras.utils.set_random_seed(seed)
     labels = teacher.labels
     architecture = {**dataclasses.asdict(settings), "special_tokens": special_tokens}
     if kind == "bilstm":
-        table = teacher.model.get_input_embeddings().weight.numpy()
-        initial = table[vocab.teacher_ids] if settings.embeddings == "teacher" else None
-        network = build_bilstm(settings, vocab.size, len(labels), initial, table.shape[1])
-        architecture = {**dataclasses.asdict(settings), "embedding_dim": int(table.shape[1]), "special_tokens": special_tokens}
+        width = int(teacher.model.get_input_embeddings().weight.shape[1])
+        initial = source(vocab.teacher_ids) if settings.embeddings == "teacher" else None
+        network = build_bilstm(settings, vocab.size, len(labels), initial, width)
+        architecture = {**dataclasses.asdict(settings), "embedding_dim": width, "special_tokens": special_tokens}
     else:
-        network = build_tinybert(settings, vocab, labels, teacher, seed)
+        initial = source(vocab.teacher_ids) if settings.init == "random" else None
+        network = build_tinybert(settings, vocab, labels, teacher, seed, embeddings=initial)
         if settings.init == "teacher" and not settings.teacher_layers:
             architecture["teacher_layers"] = default_teacher_layers(settings.layers, teacher.model.config.num_hidden_layers)
-    return StudentModel(kind, network, teacher.tokenizer, vocab, labels, architecture, record), teacher_ids
+    student = StudentModel(kind, network, teacher.tokenizer, vocab, labels, architecture, record)
+    if getattr(settings, "vocabulary", "transfer_set") == "teacher" and (kind == "tinybert" or settings.embeddings == "teacher"):
+        # Kept for after training: the rows the WordPieces the transfer set lacks would have started from.
+        student.extension_source = source
+    return student, teacher_ids
 
 
 class StudentModel:
     """A student that classifies raw text: tokenizer + vocabulary map + network + labels."""
 
     def __init__(self, kind: str, network, tokenizer, vocab: StudentVocab, labels: Sequence[str],
-                 architecture: Dict[str, Any], record: Optional[dict] = None):
+                 architecture: Dict[str, Any], record: Optional[dict] = None, extension: Optional[VocabExtension] = None):
         if kind not in KINDS:
             raise ConfigError(f"student kind must be one of {KINDS}, got {kind!r}")
         self.kind = kind
-        self.network = network
+        self.network = network  # what training changes and saves: the rows of ``vocab`` only
         self.tokenizer = tokenizer
         self.vocab = vocab
         self.labels = list(labels)
         self.architecture = dict(architecture)
         self.record = record or {}
-        self._forward = student_forward(kind, network)
+        self.extension_source = None  # set by new_student when the vocabulary is to be extended after training
         self._numpy = None  # set by use_numpy(): a copy of the weights, for serving
         self.blas_threads: Optional[int] = None  # NumPy path: at most this many BLAS threads (None: no limit)
         self._encoder = bert.Encoder(tokenizer, self.max_seq_length, self.architecture.get("special_tokens", True))
         self.special_tokens = self._encoder.special_count
+        self._extend(extension)
+
+    def _extend(self, extension: Optional[VocabExtension]) -> None:
+        """Serve with ``extension``'s rows after the trained ones (None: the trained vocabulary alone)."""
+        from rasa_kd.models.networks import extended_network
+
+        self.extension = extension
+        self._token_map = self.vocab.token_map
+        served = self.network
+        if extension is not None:
+            self._token_map = self.vocab.token_map.copy()
+            self._token_map[extension.teacher_ids] = self.vocab.size + np.arange(len(extension.teacher_ids), dtype=np.int32)
+            # Every embedding table gets the rows (a multichannel BiLSTM's frozen copy too).
+            served = extended_network(self.kind, self.network, self.architecture, self.labels, extension.table())
+        self._served = served
+        self._forward = student_forward(self.kind, served)
+        if self._numpy is not None:
+            self.use_numpy()
+
+    def extend_vocabulary(self) -> "StudentModel":
+        """After training: give every WordPiece of the teacher that the transfer set lacked the row it
+        would have started from (needs the ``extension_source`` that new_student set)."""
+        if self.extension_source is None:
+            return self
+        ids = unextended_ids(self.vocab, self.tokenizer)
+        self._extend(VocabExtension.quantise(ids, self.extension_source(ids)) if len(ids) else None)
+        return self
 
     def use_numpy(self) -> "StudentModel":
         """Serve with the NumPy forward pass (weights copied now: call again after training)."""
         from rasa_kd.models.numpy_runtime import numpy_runtime
 
-        self._numpy = numpy_runtime(self.kind, self.network)
+        self._numpy = numpy_runtime(self.kind, self._served)
         return self
 
     @property
@@ -139,8 +216,9 @@ class StudentModel:
         return int(self.architecture["max_seq_length"])
 
     def encode(self, texts: Sequence[str]) -> List[np.ndarray]:
-        """Student token ids (pruned vocabulary; [CLS] ... [SEP] unless the architecture leaves them out)."""
-        return self.vocab.map(self._encoder(texts))
+        """Student token ids ([CLS] ... [SEP] unless the architecture leaves them out); a WordPiece the student
+        has no row for is [UNK]."""
+        return [self._token_map[np.asarray(ids, dtype=np.int64)] for ids in self._encoder(texts)]
 
     def logits(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         return self.logits_of_ids(self.encode(texts), batch_size)
@@ -163,7 +241,8 @@ class StudentModel:
         return out
 
     def parameter_count(self) -> int:
-        return int(self.network.count_params())
+        """Parameters of the network as it serves (vocabulary extension included)."""
+        return int(self._served.count_params())
 
     def save(self, path: Path, overwrite: bool = False, extra: Optional[dict] = None) -> Path:
         """Write the student folder atomically: complete, or not there at all."""
@@ -179,7 +258,11 @@ class StudentModel:
             else:
                 self.network.save_pretrained(str(tmp / "bert"))
                 weight_files = ["bert/tf_model.h5", "bert/config.json"]
-            files = {name: sha256_file(tmp / name) for name in weight_files + ["token_map.npy", "teacher_ids.npy", "vocab.txt"]}
+            vocab_files = ["token_map.npy", "teacher_ids.npy", "vocab.txt"]
+            if self.extension is not None:
+                self.extension.save(tmp / VocabExtension.FILE)
+                vocab_files.append(VocabExtension.FILE)
+            files = {name: sha256_file(tmp / name) for name in weight_files + vocab_files}
             record = {
                 **self.record,
                 **(extra or {}),
@@ -188,6 +271,7 @@ class StudentModel:
                 "labels": self.labels,
                 "architecture": self.architecture,
                 "vocab_size": self.vocab.size,
+                "vocab_extension": len(self.extension.teacher_ids) if self.extension is not None else 0,
                 "parameters": self.parameter_count(),
                 "files": files,
                 "fingerprint": fingerprint([files[weight_files[0]], self.labels]),
@@ -222,9 +306,10 @@ class StudentModel:
         kind, labels, architecture = record["kind"], record["labels"], record["architecture"]
         try:
             network = _load_network(path, kind, architecture, vocab, labels)
+            extension = VocabExtension.load(path / VocabExtension.FILE) if (path / VocabExtension.FILE).is_file() else None
         except (OSError, ValueError, KeyError) as error:
             raise ModelLoadError(f"cannot load the student weights in {path}: {error}") from None
-        return cls(kind, network, tokenizer, vocab, labels, architecture, record).use_numpy()
+        return cls(kind, network, tokenizer, vocab, labels, architecture, record, extension).use_numpy()
 
 
 def read_student_record(path: Path) -> dict:
@@ -254,7 +339,7 @@ def read_student_record(path: Path) -> dict:
 
 def _load_network(path: Path, kind: str, architecture: Dict[str, Any], vocab: StudentVocab, labels: Sequence[str]):
     if kind == "bilstm":
-        settings = BiLSTMSettings(**{f.name: architecture[f.name] for f in dataclasses.fields(BiLSTMSettings)})
+        settings = bilstm_settings(architecture)
         network = build_bilstm(settings, vocab.size, len(labels), None if not settings.multichannel else np.zeros(
             (vocab.size, architecture["embedding_dim"]), dtype=np.float32), architecture["embedding_dim"])
         network.load_weights(str(path / "weights.h5"))

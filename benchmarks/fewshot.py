@@ -1,0 +1,223 @@
+"""Small bots: teacher, BiLSTM, tiny-BERT and DIET on few-shot versions of the shared data, with the
+defaults a user gets.
+
+A set is DATA-N-sS: N training examples per intent drawn from the training split with seed S by
+`rasa-kd convert DATA ... --per-intent N --seed S` (none that occurs in dev or test, no dev split),
+scored on the full test split. `example_bot` is Spokes (example_bot/data/nlu.yml, 161 examples)
+scored on its 160 held-out messages. For each set:
+
+- the teacher and both students come from `rasa-kd distill`'s pipeline with the default settings
+  (no config file), the tiny-BERT reusing the BiLSTM run's teacher;
+- DIET is Rasa's default NLU pipeline (example_bot/config-diet.yml without its FallbackClassifier,
+  100 epochs), trained by `rasa train nlu` and scored by `rasa test nlu`;
+- the four models are timed in one process, one sentence at a time in blocks (as run_task.py does).
+
+    .venv/bin/python benchmarks/fewshot.py                          # every set, every model
+    .venv/bin/python benchmarks/fewshot.py --sets sara-10-s0 --models diet
+    .venv/bin/python benchmarks/fewshot.py --tag try-x --set transfer_set.size=20000   # a variant
+    .venv/bin/python benchmarks/fewshot.py --report                 # the table of every saved result
+
+Results: benchmarks/results/fewshot/TAG/SET.json, and the table benchmarks/results/fewshot/TAG.md.
+"""
+import argparse
+import datetime
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+os.environ["RASA_TELEMETRY_ENABLED"] = "false"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from run_task import latencies, student_shape, train_diet  # noqa: E402
+
+from rasa_kd.io_utils import read_json, write_json, write_text  # noqa: E402
+from rasa_kd.provenance import package_versions  # noqa: E402
+
+SOURCES = {"sara": ("sara", "sara/thesis_tsv"), "snips": ("snips", "snips")}
+SETS = [f"{data}-{n}-s{seed}" for data in SOURCES for n in (10, 20, 40) for seed in (0, 1, 2)] + ["example_bot"]
+MODELS = ("teacher", "bilstm", "tinybert", "diet")
+DIET_EPOCHS = 100  # Rasa's default
+
+
+def prepare(name: str, data_dir: Path, work: Path) -> Dict[str, str]:
+    """train.yml and test.yml of set ``name``."""
+    if name == "example_bot":
+        return {"train": str(ROOT / "example_bot" / "data" / "nlu.yml"), "test": str(ROOT / "example_bot" / "tests" / "test_nlu.yml")}
+    from rasa_kd.data.convert import convert_dataset
+
+    data, n, seed = name.rsplit("-", 2)
+    folder = work / "data" / name
+    if not (folder / "dataset.json").is_file():
+        fmt, source = SOURCES[data]
+        convert_dataset(fmt, data_dir / source, folder, overwrite=True, per_intent=int(n), seed=int(seed[1:]))
+    return {"train": str(folder / "train.yml"), "test": str(folder / "test.yml")}
+
+
+def distil(name: str, files: Dict[str, str], work: Path, overrides: dict, progress: bool,
+           kinds=("bilstm", "tinybert"), teacher: Optional[Path] = None) -> Dict[str, dict]:
+    """BiLSTM (fine-tuning the teacher, unless ``teacher`` is given) and tiny-BERT (reusing it) with the
+    default settings and ``overrides``."""
+    from rasa_kd.distill import pipeline
+    from rasa_kd.distill.config import load_config
+
+    results = {}
+    for kind in kinds:
+        extra = {"data.train": files["train"], "data.test": files["test"], "student.type": kind,
+                 "labelling.cache_dir": str(work / "cache"), **overrides}
+        if kind == "tinybert" or teacher is not None:
+            extra["teacher.path"] = str(teacher or work / "bilstm" / "teacher")
+        print(f"-- {name}: distilling the {kind} student", flush=True)
+        started = time.perf_counter()
+        metrics = pipeline.distill(load_config(None, extra), work / kind, progress=progress)
+        metrics["wall_seconds"] = time.perf_counter() - started
+        results[kind] = metrics
+    return results
+
+
+def quick_set(name: str, args, overrides: dict) -> dict:
+    """One BiLSTM with ``overrides`` and the teacher of the `defaults` run: scores only, for comparing settings."""
+    work = (args.work / args.tag / name).resolve()
+    files = prepare(name, args.data_dir, args.work.resolve())
+    teacher = (args.work / args.teacher_from / name / "bilstm" / "teacher").resolve() if args.teacher_from else None
+    metrics = distil(name, files, work, overrides, args.progress, ("bilstm",), teacher)["bilstm"]
+    stages = metrics["stages"]
+    return {"set": name, "tag": args.tag, "overrides": overrides, "quick": True,
+            "teacher": metrics["teacher"]["scores"]["test"]["accuracy"], "bilstm": metrics["student"]["scores"]["test"]["accuracy"],
+            "agreement": metrics["student"]["agreement_with_teacher"]["test"], "vocab": metrics["student"]["vocab_size"],
+            "size_mb": metrics["student"]["size_bytes"] / 1e6, "speedup": metrics["ratios"]["latency_batch_1"],
+            "transfer_set": metrics["transfer_set"]["size"],
+            "student_seconds": stages["student"]["seconds"],
+            "distill_seconds": sum(stages[s]["seconds"] for s in ("teacher", "augment", "label", "student") if s in stages)}
+
+
+def run_set(name: str, args, overrides: dict) -> dict:
+    from rasa_kd.data.nlu_yaml import load_intent_examples
+
+    work = (args.work / args.tag / name).resolve()
+    files = prepare(name, args.data_dir, args.work.resolve())
+    students = distil(name, files, work, overrides, args.progress)
+    # DIET does not depend on the students' settings: one run per set serves every tag.
+    diet = train_diet(name, files, (args.work / "diet" / name).resolve(), DIET_EPOCHS, splits=["test"])
+    sentences = [t for t, _ in load_intent_examples(Path(files["test"]))]
+    print(f"-- {name}: latency of all four models", flush=True)
+    latency, diet_params = latencies(work, Path(diet["archive"]), sentences, args.latency_sentences, 3)
+    teacher = students["bilstm"]["teacher"]
+    models = {
+        "teacher": {"accuracy": teacher["scores"]["test"]["accuracy"], "params": teacher["params"],
+                    "size_bytes": teacher["size_bytes"], "train_seconds": students["bilstm"]["stages"]["teacher"]["seconds"]},
+        "diet": {"accuracy": diet["scores"]["test"]["accuracy"], "params": diet_params, "size_bytes": diet["size_bytes"],
+                 "train_seconds": diet["train_seconds"]},
+    }
+    for kind in ("bilstm", "tinybert"):
+        block, stages = students[kind]["student"], students[kind]["stages"]
+        models[kind] = {"accuracy": block["scores"]["test"]["accuracy"], "params": block["params"],
+                        "size_bytes": block["size_bytes"], "vocab_size": block["vocab_size"],
+                        "agreement_with_teacher": block["agreement_with_teacher"]["test"],
+                        "shape": student_shape(work / kind / "student"),
+                        # What a user waits for: teacher (the BiLSTM run fine-tunes it), transfer set, logits, student.
+                        "distill_seconds": sum(stages[s]["seconds"] for s in ("teacher", "augment", "label", "student") if s in stages)}
+    for name_, model in models.items():
+        model["latency_ms"] = latency[name_]
+        model["speedup_vs_teacher"] = latency["teacher"]["batch_1"] / latency[name_]["batch_1"]
+        model["retention"] = model["accuracy"] / models["teacher"]["accuracy"]
+        model["size_vs_teacher"] = model["size_bytes"] / models["teacher"]["size_bytes"]
+    return {
+        "set": name, "tag": args.tag, "date": datetime.date.today().isoformat(),
+        "command": "python benchmarks/fewshot.py " + " ".join(sys.argv[1:]), "overrides": overrides,
+        "versions": package_versions(),
+        "data": {split: len(load_intent_examples(Path(path))) for split, path in files.items()},
+        "transfer_set": students["bilstm"]["transfer_set"], "models": models,
+    }
+
+
+def report(results_dir: Path, tag: str) -> str:
+    """Mean and spread over seeds of every saved set of ``tag``, as Markdown."""
+    rows = [read_json(p) for p in sorted((results_dir / tag).glob("*.json"))]
+    groups: Dict[str, List[dict]] = {}
+    for row in rows:
+        key = row["set"].rsplit("-s", 1)[0] if row["set"] != "example_bot" else "example_bot"
+        groups.setdefault(key, []).append(row)
+
+    def stat(values: List[float], scale: float = 100.0, digits: int = 1) -> str:
+        mean = statistics.mean(values) * scale
+        if len(values) < 2:
+            return f"{mean:.{digits}f}"
+        return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
+
+    lines = [f"# Few-shot sets, tag `{tag}`", "",
+             "Test accuracy, mean ± standard deviation over the seeds (3 per set unless noted); retention = student / "
+             "teacher; speed-up = teacher's batch-1 latency / the model's, timed in the same process; size = the "
+             "model's folder / the teacher's; distil = wall time of teacher + transfer set + logits + student.", "",
+             "| set | seeds | train | teacher | BiLSTM | tiny-BERT | DIET | BiLSTM retention | tiny-BERT retention | "
+             "BiLSTM speed-up | tiny-BERT speed-up | BiLSTM size | BiLSTM distil | tiny-BERT distil | DIET train |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for key, group in groups.items():
+        m = lambda model, field: [r["models"][model][field] for r in group]  # noqa: E731
+        lines.append(
+            f"| {key} | {len(group)} | {group[0]['data']['train']} | {stat(m('teacher', 'accuracy'))} | {stat(m('bilstm', 'accuracy'))} | "
+            f"{stat(m('tinybert', 'accuracy'))} | {stat(m('diet', 'accuracy'))} | {stat(m('bilstm', 'retention'))}% | "
+            f"{stat(m('tinybert', 'retention'))}% | {stat(m('bilstm', 'speedup_vs_teacher'), 1)}x | "
+            f"{stat(m('tinybert', 'speedup_vs_teacher'), 1)}x | {stat(m('bilstm', 'size_vs_teacher'), 100, 0)}% | "
+            f"{stat(m('bilstm', 'distill_seconds'), 1 / 60)} min | {stat(m('tinybert', 'distill_seconds'), 1 / 60)} min | "
+            f"{stat(m('diet', 'train_seconds'), 1 / 60)} min |")
+    lines += ["", f"Each row from benchmarks/results/fewshot/{tag}/SET.json, written by `python benchmarks/fewshot.py"
+              f"{'' if tag == 'defaults' else f' --tag {tag}'}` (the command and overrides are in each file)."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sets", nargs="+", default=SETS, help=f"default: all ({', '.join(SETS)})")
+    parser.add_argument("--models", default=",".join(MODELS), help="diet alone trains and scores DIET only")
+    parser.add_argument("--tag", default="defaults", help="name of a variant (results and work folders)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a distillation setting")
+    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "datasets")
+    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "fewshot")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "fewshot")
+    parser.add_argument("--latency-sentences", type=int, default=200)
+    parser.add_argument("--skip-done", action="store_true", help="skip sets whose result file exists")
+    parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--report", action="store_true", help="only write the table of the saved results")
+    parser.add_argument("--quick", action="store_true",
+                        help="a BiLSTM only: test accuracy and the like, for comparing settings")
+    parser.add_argument("--teacher-from", metavar="TAG", help="--quick: reuse the teacher of this tag's run of the set")
+    args = parser.parse_args(argv)
+
+    from rasa_kd.distill.config import parse_override
+
+    overrides = {}
+    for item in args.set:
+        keys, value = parse_override(item)
+        overrides[".".join(keys)] = value
+    if not args.report:
+        for name in args.sets:
+            if args.models == "diet":
+                files = prepare(name, args.data_dir, args.work.resolve())
+                diet = train_diet(name, files, (args.work / "diet" / name).resolve(), DIET_EPOCHS, splits=["test"])
+                print(f"{name} DIET test accuracy {100 * diet['scores']['test']['accuracy']:.1f} "
+                      f"({diet['train_seconds'] or 0:.0f} s training)", flush=True)
+                continue
+            target = args.results / ("quick" if args.quick else "") / args.tag / f"{name}.json"
+            if args.skip_done and target.is_file():
+                continue
+            result = quick_set(name, args, overrides) if args.quick else run_set(name, args, overrides)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_json(target, result)
+            if args.quick:
+                print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}), flush=True)
+            else:
+                print(json.dumps({k: round(v["accuracy"] * 100, 1) for k, v in result["models"].items()}), flush=True)
+    if (args.results / args.tag).is_dir() and not args.quick:
+        write_text(args.results / f"{args.tag}.md", report(args.results, args.tag))
+        print(f"wrote {args.results / f'{args.tag}.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
