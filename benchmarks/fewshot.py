@@ -97,6 +97,7 @@ def quick_set(name: str, args, overrides: dict) -> dict:
 
 
 def run_set(name: str, args, overrides: dict) -> dict:
+    """Teacher, both students and DIET on set ``name``: scores, sizes, wall times (latency: time_set)."""
     from rasa_kd.data.nlu_yaml import load_intent_examples
 
     work = (args.work / args.tag / name).resolve()
@@ -104,15 +105,12 @@ def run_set(name: str, args, overrides: dict) -> dict:
     students = distil(name, files, work, overrides, args.progress)
     # DIET does not depend on the students' settings: one run per set serves every tag.
     diet = train_diet(name, files, (args.work / "diet" / name).resolve(), DIET_EPOCHS, splits=["test"])
-    sentences = [t for t, _ in load_intent_examples(Path(files["test"]))]
-    print(f"-- {name}: latency of all four models", flush=True)
-    latency, diet_params = latencies(work, Path(diet["archive"]), sentences, args.latency_sentences, 3)
     teacher = students["bilstm"]["teacher"]
     models = {
         "teacher": {"accuracy": teacher["scores"]["test"]["accuracy"], "params": teacher["params"],
                     "size_bytes": teacher["size_bytes"], "train_seconds": students["bilstm"]["stages"]["teacher"]["seconds"]},
-        "diet": {"accuracy": diet["scores"]["test"]["accuracy"], "params": diet_params, "size_bytes": diet["size_bytes"],
-                 "train_seconds": diet["train_seconds"]},
+        "diet": {"accuracy": diet["scores"]["test"]["accuracy"], "size_bytes": diet["size_bytes"],
+                 "train_seconds": diet["train_seconds"], "archive": diet["archive"]},
     }
     for kind in ("bilstm", "tinybert"):
         block, stages = students[kind]["student"], students[kind]["stages"]
@@ -122,18 +120,30 @@ def run_set(name: str, args, overrides: dict) -> dict:
                         "shape": student_shape(work / kind / "student"),
                         # What a user waits for: teacher (the BiLSTM run fine-tunes it), transfer set, logits, student.
                         "distill_seconds": sum(stages[s]["seconds"] for s in ("teacher", "augment", "label", "student") if s in stages)}
-    for name_, model in models.items():
-        model["latency_ms"] = latency[name_]
-        model["speedup_vs_teacher"] = latency["teacher"]["batch_1"] / latency[name_]["batch_1"]
+    for model in models.values():
         model["retention"] = model["accuracy"] / models["teacher"]["accuracy"]
         model["size_vs_teacher"] = model["size_bytes"] / models["teacher"]["size_bytes"]
     return {
         "set": name, "tag": args.tag, "date": datetime.date.today().isoformat(),
         "command": "python benchmarks/fewshot.py " + " ".join(sys.argv[1:]), "overrides": overrides,
-        "versions": package_versions(),
+        "versions": package_versions(), "work": str(work), "test": files["test"],
         "data": {split: len(load_intent_examples(Path(path))) for split, path in files.items()},
         "transfer_set": students["bilstm"]["transfer_set"], "models": models,
     }
+
+
+def time_set(result: dict, sentences_per_model: int) -> dict:
+    """Batch-1 and batch-256 latency of the four models of a saved result, in one process (run alone)."""
+    from rasa_kd.data.nlu_yaml import load_intent_examples
+
+    sentences = [t for t, _ in load_intent_examples(Path(result["test"]))]
+    latency, diet_params = latencies(Path(result["work"]), Path(result["models"]["diet"]["archive"]), sentences, sentences_per_model, 3)
+    result["models"]["diet"]["params"] = diet_params
+    for name, model in result["models"].items():
+        model["latency_ms"] = latency[name]
+        model["speedup_vs_teacher"] = latency["teacher"]["batch_1"] / latency[name]["batch_1"]
+    result["timed"] = datetime.date.today().isoformat()
+    return result
 
 
 def report(results_dir: Path, tag: str) -> str:
@@ -144,7 +154,9 @@ def report(results_dir: Path, tag: str) -> str:
         key = row["set"].rsplit("-s", 1)[0] if row["set"] != "example_bot" else "example_bot"
         groups.setdefault(key, []).append(row)
 
-    def stat(values: List[float], scale: float = 100.0, digits: int = 1) -> str:
+    def stat(values: List[Optional[float]], scale: float = 100.0, digits: int = 1) -> str:
+        if any(v is None for v in values):
+            return "-"  # not measured yet (timing: --time)
         mean = statistics.mean(values) * scale
         if len(values) < 2:
             return f"{mean:.{digits}f}"
@@ -158,7 +170,7 @@ def report(results_dir: Path, tag: str) -> str:
              "BiLSTM speed-up | tiny-BERT speed-up | BiLSTM size | BiLSTM distil | tiny-BERT distil | DIET train |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, group in groups.items():
-        m = lambda model, field: [r["models"][model][field] for r in group]  # noqa: E731
+        m = lambda model, field: [r["models"][model].get(field) for r in group]  # noqa: E731
         lines.append(
             f"| {key} | {len(group)} | {group[0]['data']['train']} | {stat(m('teacher', 'accuracy'))} | {stat(m('bilstm', 'accuracy'))} | "
             f"{stat(m('tinybert', 'accuracy'))} | {stat(m('diet', 'accuracy'))} | {stat(m('bilstm', 'retention'))}% | "
@@ -184,6 +196,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--skip-done", action="store_true", help="skip sets whose result file exists")
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--report", action="store_true", help="only write the table of the saved results")
+    parser.add_argument("--time", action="store_true",
+                        help="time the saved models of each set (run it alone: other work on the machine skews latency)")
     parser.add_argument("--quick", action="store_true",
                         help="a BiLSTM only: test accuracy and the like, for comparing settings")
     parser.add_argument("--teacher-from", metavar="TAG", help="--quick: reuse the teacher of this tag's run of the set")
@@ -204,6 +218,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                       f"({diet['train_seconds'] or 0:.0f} s training)", flush=True)
                 continue
             target = args.results / ("quick" if args.quick else "") / args.tag / f"{name}.json"
+            if args.time:
+                if target.is_file():
+                    write_json(target, time_set(read_json(target), args.latency_sentences))
+                    print(f"timed {name}", flush=True)
+                continue
             if args.skip_done and target.is_file():
                 continue
             result = quick_set(name, args, overrides) if args.quick else run_set(name, args, overrides)

@@ -295,3 +295,43 @@ def _cola_fixture(src):
     write(src / "in_domain_dev.tsv", "gj04\t1\t\tA dog ran.\n")
     write(src / "out_of_domain_dev.tsv", "clc95\t0\t*\tRan dog a.")
     return src
+
+
+# --- few-shot versions ---------------------------------------------------------------------------
+
+
+def few_shot_source(folder: Path) -> Path:
+    """A Sara-format set: 3 intents of 30 training sentences, some of which are also dev or test sentences."""
+    names = ["affirm", "deny", "greet"]
+    write(folder / "int_to_intent.tsv", "".join(f"{i}\t{n}\n" for i, n in enumerate(names)))
+    write(folder / "train.tsv", "".join(f"{i}\t{n} sentence {k}\n" for i, n in enumerate(names) for k in range(30)))
+    write(folder / "dev.tsv", "0\taffirm sentence 3\n1\tDENY  sentence 4\n")  # also in training (case and spaces differ)
+    write(folder / "test.tsv", "2\tgreet sentence 5\n2\ta new greeting\n0\taffirm sentence 7\n")
+    return folder
+
+
+def test_few_shot_sampling_is_deterministic_and_keeps_test_sentences_out(tmp_path):
+    src = few_shot_source(tmp_path / "sara")
+    runs = [convert_dataset("sara", src, tmp_path / f"out{i}", per_intent=10, seed=5) for i in range(2)]
+    first, second = (load_intent_examples(tmp_path / f"out{i}" / "train.yml") for i in range(2))
+    assert first == second and len(first) == 30
+    assert Counter(intent for _, intent in first) == {"affirm": 10, "deny": 10, "greet": 10}
+    held_out = {"affirm sentence 3", "deny sentence 4", "greet sentence 5", "affirm sentence 7"}
+    assert not {text for text, _ in first} & held_out
+    assert not (tmp_path / "out0" / "dev.yml").exists()  # a small bot has no dev split
+    assert len(load_intent_examples(tmp_path / "out0" / "test.yml")) == 3  # the test split is whole
+    assert runs[0]["few_shot"] == {"per_intent": 10, "seed": 5, "train_examples_before": 90, "dev_dropped": True}
+    other = load_intent_examples(convert_dataset("sara", src, tmp_path / "seed6", per_intent=10, seed=6) and tmp_path / "seed6" / "train.yml")
+    assert other != first  # another seed, another draw
+    smaller = load_intent_examples(convert_dataset("sara", src, tmp_path / "five", per_intent=5, seed=5) and tmp_path / "five" / "train.yml")
+    assert set(smaller) <= set(first)  # fewer examples per intent: a subset of the same seed's draw
+
+
+def test_few_shot_sampling_does_not_depend_on_the_order_of_the_examples():
+    from rasa_kd.data.convert import sample_per_intent
+
+    examples = {"a": [f"a{i}" for i in range(20)], "b": [f"b{i}" for i in range(20)]}
+    reordered = {"b": examples["b"][::-1], "a": examples["a"][::-1]}
+    assert sample_per_intent(examples, 4, 0) == sample_per_intent(reordered, 4, 0)
+    with pytest.raises(DataError, match="--per-intent must be at least 1"):
+        sample_per_intent(examples, 0, 0)

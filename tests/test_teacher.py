@@ -159,8 +159,8 @@ def test_the_fast_encoder_gives_the_transformers_tokenizer_ids():
 @pytest.mark.parametrize("examples, epochs, batch_size", [
     (70, 30, 16),     # 5 steps an epoch: capped at 30 epochs
     (161, 30, 16),    # Spokes
-    (561, 28, 16),    # 36 steps an epoch: 28 epochs make about 1,000 steps
-    (999, 16, 16),
+    (561, 20, 16),    # 36 steps an epoch: 20 epochs make about 700 steps
+    (999, 12, 16),
     (1000, 10, 32),   # from 1,000 examples: the defaults measured on Sara
     (2487, 10, 32),
 ])
@@ -172,4 +172,5 @@ def test_the_teacher_schedule_adapts_to_the_data_size(examples, epochs, batch_si
 def test_a_schedule_given_explicitly_is_kept():
     resolved = TeacherSettings(epochs=3, batch_size=64).for_examples(100)
     assert (resolved.epochs, resolved.batch_size) == (3, 64)
-    assert TeacherSettings(batch_size=8).for_examples(100).epochs == 30  # 13 steps an epoch
+    assert TeacherSettings(batch_size=8).for_examples(100).epochs == 30  # 13 steps an epoch: capped
+    assert TeacherSettings(batch_size=64).for_examples(2000).epochs == 10

@@ -25,7 +25,7 @@ RECORD_FILE = "rasa_kd.json"
 FORMAT_VERSION = 1
 # Below this many training examples a teacher gets smaller batches and more epochs (for_examples).
 SMALL_DATA = 1000
-SMALL_DATA_STEPS = 1000
+SMALL_DATA_STEPS = 700
 
 
 @dataclass
@@ -37,7 +37,7 @@ class TeacherSettings:
     )
     epochs: Optional[int] = setting(
         None, "passes over the training data; null: by the data's size, 10 from 1,000 examples up, below that enough "
-        "for about 1,000 steps but 30 at most (a small bot needs more, smaller steps)", optional_integer(1, 1000))
+        "for about 700 steps but 30 at most (a small bot needs more, smaller steps)", optional_integer(1, 1000))
     batch_size: Optional[int] = setting(None, "sentences per training step; null: 16 below 1,000 examples, else 32",
                                         optional_integer(1, 4096))
     learning_rate: float = setting(2e-4, "peak AdamW learning rate (2e-4 suits the 6-layer default; ~3e-5 for BERT-base)", number(0.0, 1.0, min_inclusive=False))
