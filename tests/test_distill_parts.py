@@ -128,7 +128,7 @@ def test_size_multiplier_unlabelled_file_and_saturation(tmp_path):
     texts, intents = intent_pairs()
     unlabelled = tmp_path / "more.txt"
     unlabelled.write_text("pizza for two\n\nhello pizza\nhello pizza\n")
-    settings = TransferSetSettings(size_multiplier=2.0, unlabelled_file=str(unlabelled), augmentation="none")
+    settings = TransferSetSettings(size_multiplier=2.0, min_size=0, unlabelled_file=str(unlabelled), augmentation="none")
     transfer = build_transfer_set(texts, intents, [], settings)
     assert transfer.stats["target_size"] == 72
     assert transfer.stats["by_source"]["unlabelled"] == 2 and transfer.stats["dropped_duplicates"] == {"unlabelled": 1}
@@ -209,3 +209,40 @@ def test_gpt2_needs_a_local_folder(tmp_path):
         load_gpt2(None)
     with pytest.raises(ModelLoadError, match="has no config.json"):
         load_gpt2(str(tmp_path))
+
+
+@pytest.mark.parametrize("training, settings, target", [
+    (161, {}, 20000),                         # Spokes: 10x would be 1,610 sentences
+    (600, {}, 20000),
+    (1999, {}, 20000),
+    (4000, {}, 40000),                        # from 2,000 examples up the multiple decides, as before
+    (600, {"size_multiplier": 50}, 30000),
+    (600, {"min_size": 0}, 6000),
+    (600, {"size": 5000}, 5000),              # an explicit size wins over both
+])
+def test_the_transfer_set_size_has_a_floor_for_small_bots(training, settings, target):
+    from rasa_kd.distill.transfer_set import transfer_set_target
+
+    assert transfer_set_target(TransferSetSettings(**settings), training) == target
+
+
+@pytest.mark.parametrize("training, transfer, epochs", [
+    (161, 20000, 10),     # a small bot: 200,000 sentence passes
+    (600, 20000, 10),
+    (600, 50000, 4),
+    (300, 4000, 30),      # a transfer set made small on purpose: capped
+    (999, 20000, 10),
+    (1000, 40000, 30),    # from 1,000 examples: 30 at most, early stopping on dev picks the best
+    (67000, 134000, 30),
+])
+def test_the_student_epochs_adapt_to_the_data_size(training, transfer, epochs):
+    from rasa_kd.distill.config import StudentTrainingSettings
+
+    assert StudentTrainingSettings().for_data(training, transfer).epochs == epochs
+
+
+def test_student_epochs_given_explicitly_are_kept():
+    from rasa_kd.distill.config import StudentTrainingSettings
+
+    assert StudentTrainingSettings(epochs=3).for_data(100, 20000).epochs == 3
+    assert StudentTrainingSettings(epochs=50).for_data(5000, 50000).epochs == 50

@@ -266,8 +266,12 @@ class Distillation:
         logits = self.labelling().logits
         started = time.perf_counter()
         splits = self.splits
+        training = s.training.for_data(len(splits["train"][0]), len(transfer))
+        if s.training.epochs is None:
+            logger.info("student: %d epochs over %d sentences (chosen for %d training examples)",
+                        training.epochs, len(transfer), len(splits["train"][0]))
         record = {"teacher_fingerprint": teacher.fingerprint, "teacher_base_model": teacher.record.get("base_model"),
-                  "transfer_set_sha256": transfer_sha, "training_settings": dataclasses.asdict(s.training)}
+                  "transfer_set_sha256": transfer_sha, "training_settings": dataclasses.asdict(training)}
         student, teacher_ids = new_student(s.type, arch_settings, teacher, transfer.texts, s.training.random_seed, record)
 
         index = {label: i for i, label in enumerate(student.labels)}
@@ -278,7 +282,7 @@ class Distillation:
         if unknown:
             logger.warning("dev intents the teacher does not know (always scored wrong): %s", unknown)
         result = train_student(
-            student, student.vocab.map(teacher_ids), logits, gold, student.encode(dev_texts), dev_gold, s.training,
+            student, student.vocab.map(teacher_ids), logits, gold, student.encode(dev_texts), dev_gold, training,
             run.checkpoints, teacher=teacher, teacher_train_ids=teacher_ids, progress=self.progress,
             held_out_dev="dev" in splits,
         )

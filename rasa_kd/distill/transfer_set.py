@@ -112,6 +112,13 @@ class _Builder:
         return added
 
 
+def transfer_set_target(settings, training_sentences: int) -> int:
+    """Sentences asked for: ``size`` if set, else the multiple of the training set, at least ``min_size``."""
+    if settings.size is not None:
+        return settings.size
+    return max(int(round(settings.size_multiplier * training_sentences)), settings.min_size)
+
+
 def build_transfer_set(
     train_texts: Sequence[str],
     train_intents: Sequence[str],
@@ -121,7 +128,7 @@ def build_transfer_set(
     gpt2_generator: Optional[Callable[[int], List[str]]] = None,
 ) -> TransferSet:
     """Training sentences first, then unlabelled-file sentences, then augmented ones up to the size."""
-    target = settings.size if settings.size is not None else int(round(settings.size_multiplier * len(train_texts)))
+    target = transfer_set_target(settings, len(train_texts))
     builder = _Builder(target, held_out_texts)
     for text, intent in zip(train_texts, train_intents):
         builder.add(text, "train", intent, check_held_out=settings.drop_training_sentences_in_dev_test)
