@@ -80,6 +80,8 @@ def _add_stage(subparsers: argparse._SubParsersAction, stage: str) -> None:
     parser.add_argument("--train", help="Rasa YAML NLU training file (data.train)")
     parser.add_argument("--dev", help="Rasa YAML NLU dev file (data.dev)")
     parser.add_argument("--test", help="Rasa YAML NLU test file (data.test)")
+    parser.add_argument("--out-of-scope", metavar="FILE",
+                        help="out-of-scope test sentences, scored for confidence by evaluate (data.out_of_scope)")
     parser.add_argument("--student", choices=("bilstm", "tinybert"), help="student architecture (student.type)")
     parser.add_argument("--teacher", metavar="PATH", help="reuse a teacher folder or Rasa .tar.gz (teacher.path)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -100,7 +102,7 @@ def resolve_config(args: argparse.Namespace):
     if base is None and (args.output / "config.yml").is_file():
         base = args.output / "config.yml"
     overrides = {}
-    for flag, key in (("train", "data.train"), ("dev", "data.dev"), ("test", "data.test"),
+    for flag, key in (("train", "data.train"), ("dev", "data.dev"), ("test", "data.test"), ("out_of_scope", "data.out_of_scope"),
                       ("student", "student.type"), ("teacher", "teacher.path")):
         if getattr(args, flag) is not None:
             overrides[key] = getattr(args, flag)
@@ -134,6 +136,14 @@ def _print_metrics(metrics: dict) -> None:
         for split, s in block["scores"].items():
             print(f"{name:<8} {split:<6} {100 * s['accuracy']:>9.1f} {100 * s['micro_f1']:>9.1f} "
                   f"{100 * s['macro_f1']:>9.1f} {100 * s['mcc']:>7.1f} {block['latency_ms']['batch_1']:>8.2f} {block['params']:>12,}")
+    for name in ("teacher", "student"):
+        c = metrics[name].get("confidence")
+        if c:
+            line = (f"{name} confidence on {c['split']}: ECE {c['ece']:.3f}; threshold keeping 95% of in-scope answers "
+                    f"{c['threshold']:.2f}")
+            if c["auroc"] is not None:
+                line += f"; out of scope: AUROC {c['auroc']:.3f}, {100 * c['out_of_scope_recall']:.1f}% caught"
+            print(line)
     r = metrics["ratios"]
     print(f"student vs teacher: {r['params']:.1f}x fewer parameters, {r['latency_batch_1']:.1f}x faster at batch 1, "
           f"{r['latency_batch_256']:.1f}x at batch 256")

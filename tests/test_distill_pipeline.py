@@ -51,6 +51,8 @@ def test_distill_writes_every_output(bilstm_run):
         assert set(block["scores"]["test"]) == {"examples", "accuracy", "macro_f1", "micro_f1", "mcc"}
         assert block["latency_ms"]["batch_1"] > 0 and block["latency_ms"]["batch_256_per_example"] > 0
     assert metrics["transfer_set"]["size"] == 400
+    assert metrics["student"]["confidence"]["auroc"] is None  # no out-of-scope file: calibration only
+    assert metrics["teacher"]["confidence"]["threshold"] <= 1.0
     assert set(metrics["stages"]) == {"teacher", "augment", "label", "student", "evaluate"}
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["ratios"]["params"] == pytest.approx(metrics["teacher"]["params"] / metrics["student"]["params"])
@@ -249,9 +251,20 @@ def test_cli_runs_stage_by_stage_with_flags_over_the_config_file(tmp_path, data,
     assert cli.main(["augment", *common, "--set", "transfer_set.size=150"]) == 0
     assert cli.main(["label", *common]) == 0
     assert cli.main(["student", *common, "--student", "bilstm", "--set", "student.training.epochs=3"]) == 0
-    assert cli.main(["evaluate", *common]) == 0
+    out_of_scope = tmp_path / "oos.txt"
+    out_of_scope.write_text("what is the capital of france\nasdkjh qwe zzz\n")
+    assert cli.main(["evaluate", *common, "--out-of-scope", str(out_of_scope)]) == 0
     printed = capsys.readouterr().out
     assert "student  test" in printed and "x faster at batch 1" in printed
+    assert "student confidence on test: ECE" in printed and "out of scope: AUROC" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    for model in ("teacher", "student"):
+        block = metrics[model]["confidence"]
+        assert block["split"] == "test" and block["in_scope_examples"] == 9 and block["out_of_scope_examples"] == 2
+        assert 0.0 <= block["auroc"] <= 1.0 and 0.0 <= block["ece"] <= 1.0 and block["in_scope_kept"] >= 0.95
+    report = (out / "report.md").read_text()
+    assert "## Confidence: can a fallback threshold trust it?" in report and "plots/reliability.png" in report
+    assert (out / "plots" / "reliability.png").is_file() and (out / "plots" / "confidence.png").is_file()
     resolved = yaml.safe_load((out / "config.yml").read_text())
     assert resolved["transfer_set"]["size"] == 150 and resolved["student"]["training"]["epochs"] == 3
     assert len(TransferSet.load(out / "transfer_set.jsonl")) == 150

@@ -33,6 +33,9 @@ class DataSettings:
     train: Optional[str] = setting(None, "Rasa YAML NLU file with the training examples", optional_text())
     dev: Optional[str] = setting(None, "Rasa YAML NLU file for early stopping and scores", optional_text())
     test: Optional[str] = setting(None, "Rasa YAML NLU file scored at the end (optional)", optional_text())
+    out_of_scope: Optional[str] = setting(
+        None, "out-of-scope test sentences (Rasa YAML, intents ignored, or one a line) for the confidence scores "
+        "of the evaluation (optional)", optional_text())
     retrieval_intents: str = setting("full", "label of 'faq/ask_x' examples: 'full' or 'base' ('faq')", one_of("full", "base"))
 
 

@@ -161,6 +161,28 @@ def _pct(value: Optional[float]) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
 
+def _confidence_section(teacher: dict, student: dict) -> List[str]:
+    """The report's table of calibration and out-of-scope scores (empty for metrics written before them)."""
+    blocks = [(name, block["confidence"]) for name, block in (("teacher", teacher), ("student", student)) if block.get("confidence")]
+    if not blocks:
+        return []
+    split = blocks[0][1]["split"]
+    lines = ["## Confidence: can a fallback threshold trust it?", "",
+             f"Top confidence on {split} (in scope) and on the out-of-scope file, if one was given. The threshold keeps "
+             f"95% of in-scope answers on {split} itself (an oracle: pick yours on held-out data); below it an answer "
+             "falls back, and counts as wrong in the in-scope accuracy at the threshold.", "",
+             "| model | ECE | mean confidence | accuracy | threshold | in-scope accuracy at threshold | out-of-scope AUROC | "
+             "out of scope caught | mean out-of-scope confidence |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, c in blocks:
+        auroc = "-" if c["auroc"] is None else f"{c['auroc']:.3f}"
+        out_mean = "-" if c["out_of_scope_mean_confidence"] is None else f"{c['out_of_scope_mean_confidence']:.2f}"
+        lines.append(f"| {name} | {c['ece']:.3f} | {c['mean_confidence']:.2f} | {_pct(c['accuracy'])} | {c['threshold']:.2f} | "
+                     f"{_pct(c['in_scope_accuracy_at_threshold'])} | {auroc} | {_pct(c['out_of_scope_recall'])} "
+                     f"({c['out_of_scope_examples']}) | {out_mean} |")
+    return lines + [""]
+
+
 def write_report(metrics: dict, path: Path, plots: Dict[str, str]) -> None:
     from rasa_kd.io_utils import write_text
 
@@ -199,6 +221,9 @@ def write_report(metrics: dict, path: Path, plots: Dict[str, str]) -> None:
         f"The student is {ratios['params']:.1f}x smaller in parameters, {ratios['size_bytes']:.1f}x on disk, "
         f"{ratios['latency_batch_1']:.1f}x faster at batch 1 and {ratios['latency_batch_256']:.1f}x at batch 256.",
         "",
+    ]
+    lines += _confidence_section(teacher, student)
+    lines += [
         "## Transfer set",
         "",
     ]

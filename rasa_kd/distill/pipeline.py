@@ -316,6 +316,7 @@ class Distillation:
         models = {"teacher": teacher, "student": student}
         scores, predictions = ev.score_models(models, splits)
         agreements = {split: ev.agreement(predictions["teacher"][split], predictions["student"][split]) for split in splits}
+        confidence, confidence_plots = self._confidence(models, splits)
         sentences = next(iter(splits.values()))[0]
         e = config.evaluation
         latency = {name: ev.measure_latency(model, sentences, e.latency_sentences, e.latency_batches) for name, model in models.items()}
@@ -340,6 +341,8 @@ class Distillation:
             },
             "transfer_set": read_json(run.transfer_stats) if run.transfer_stats.is_file() else {},
         }
+        for name in models:
+            metrics[name]["confidence"] = confidence[name]
         run.plots.mkdir(exist_ok=True)
         plots = {}
         last_split = list(splits)[-1]
@@ -351,11 +354,35 @@ class Distillation:
             plots["Training curves"] = "plots/training.png"
         ev.plot_agreement(scores, agreements, metric, run.plots / "agreement.png")
         plots["Teacher-student agreement"] = "plots/agreement.png"
+        plots.update(confidence_plots)
         run.record_stage("evaluate", time.perf_counter() - started, "")
         metrics["stages"] = {k: v for k, v in run.stage_records().items() if k in STAGES}
         write_json(run.metrics, metrics)
         ev.write_report(metrics, run.report, plots)
         return metrics
+
+    def _confidence(self, models: Dict[str, object], splits: Dict[str, Examples]):
+        """Calibration on the last scored split and, with ``data.out_of_scope``, out-of-scope separation; plots."""
+        from rasa_kd.distill import confidence as conf
+        from rasa_kd.models.predictions import softmax
+
+        split = list(splits)[-1]
+        texts, gold = splits[split]
+        out_texts = conf.read_out_of_scope(Path(self.config.data.out_of_scope)) if self.config.data.out_of_scope else None
+        results, in_scope, out_of_scope = {}, {}, {}
+        for name, model in models.items():
+            probabilities = softmax(model.logits(texts))
+            top = probabilities.max(axis=1)
+            correct = np.array([model.labels[i] == g for i, g in zip(probabilities.argmax(axis=1), gold)])
+            out = softmax(model.logits(out_texts)).max(axis=1) if out_texts else None
+            results[name] = {"split": split, **conf.confidence_scores(top, correct, out)}
+            in_scope[name], out_of_scope[name] = (top, correct), out
+        self.run.plots.mkdir(exist_ok=True)
+        conf.plot_reliability(in_scope, self.run.plots / "reliability.png")
+        conf.plot_confidence_histograms({n: (in_scope[n][0], out_of_scope[n]) for n in models},
+                                        {n: results[n]["threshold"] for n in models}, self.run.plots / "confidence.png")
+        title = "Top confidence, in scope" + (" against out of scope" if out_texts else "")
+        return results, {f"Reliability diagram ({split})": "plots/reliability.png", title: "plots/confidence.png"}
 
     def run_stage(self, stage: str):
         """One stage by name; returns what it made (teacher, transfer set, labelling, student, metrics).
