@@ -226,23 +226,25 @@ def test_the_transfer_set_size_has_a_floor_for_small_bots(training, settings, ta
     assert transfer_set_target(TransferSetSettings(**settings), training) == target
 
 
-@pytest.mark.parametrize("training, transfer, epochs", [
-    (161, 20000, 10),     # a small bot: 200,000 sentence passes
-    (600, 20000, 10),
-    (600, 50000, 4),
-    (300, 4000, 30),      # a transfer set made small on purpose: capped
-    (999, 20000, 10),
-    (1000, 40000, 30),    # from 1,000 examples: 30 at most, early stopping on dev picks the best
-    (67000, 134000, 30),
+@pytest.mark.parametrize("training, transfer, dev, epochs", [
+    (161, 20000, False, 10),     # a small bot: 200,000 sentence passes
+    (600, 20000, False, 10),
+    (600, 20000, True, 10),      # a small bot's dev set is too small to stop on: the same budget
+    (600, 50000, False, 4),
+    (300, 4000, False, 30),      # a transfer set made small on purpose: capped
+    (999, 20000, False, 10),
+    (2280, 22800, False, 9),     # no dev set: every epoch runs, so the budget holds whatever the size
+    (1000, 40000, True, 30),     # from 1,000 examples with a dev set: 30 at most, early stopping picks the best
+    (67000, 134000, True, 30),
 ])
-def test_the_student_epochs_adapt_to_the_data_size(training, transfer, epochs):
+def test_the_student_epochs_adapt_to_the_data_size(training, transfer, dev, epochs):
     from rasa_kd.distill.config import StudentTrainingSettings
 
-    assert StudentTrainingSettings().for_data(training, transfer).epochs == epochs
+    assert StudentTrainingSettings().for_data(training, transfer, dev).epochs == epochs
 
 
 def test_student_epochs_given_explicitly_are_kept():
     from rasa_kd.distill.config import StudentTrainingSettings
 
-    assert StudentTrainingSettings(epochs=3).for_data(100, 20000).epochs == 3
-    assert StudentTrainingSettings(epochs=50).for_data(5000, 50000).epochs == 50
+    assert StudentTrainingSettings(epochs=3).for_data(100, 20000, False).epochs == 3
+    assert StudentTrainingSettings(epochs=50).for_data(5000, 50000, True).epochs == 50

@@ -24,7 +24,7 @@ from rasa_kd.settings import (
 from rasa_kd.models.architectures import BiLSTMSettings, TinyBertSettings
 from rasa_kd.models.teacher import SMALL_DATA, TeacherSettings
 
-# Below SMALL_DATA training examples the student's epochs are chosen to make about this many sentence passes.
+# Below SMALL_DATA training examples, or without a dev set, the student's epochs make about this many sentence passes.
 SMALL_DATA_STUDENT_SENTENCES = 200_000
 
 
@@ -110,8 +110,9 @@ class LabellingSettings:
 @dataclass
 class StudentTrainingSettings:
     epochs: Optional[int] = setting(
-        None, "passes over the transfer set at most; null: 30 from 1,000 training examples up (early stopping on dev "
-        "picks the best), below that enough for 200,000 sentences (10 over 20,000) but 30 at most", optional_integer(1, 10000))
+        None, "passes over the transfer set at most; null: 30 when there is a dev set to stop early on and 1,000 "
+        "training examples or more; else (a small bot, or no dev set) enough for 200,000 sentences (10 over 20,000), "
+        "30 at most", optional_integer(1, 10000))
     batch_size: int = setting(64, "sentences per step", integer(1, 65536))
     learning_rate: float = setting(1e-3, "peak Adam learning rate", number(0.0, 1.0, min_inclusive=False))
     schedule: str = setting("linear", "learning rate after warm-up: linear decay to 0, cosine, or constant", one_of("linear", "cosine", "constant"))
@@ -126,16 +127,17 @@ class StudentTrainingSettings:
     clip_norm: float = setting(1.0, "gradient clipping by global norm", number(0.0, 1e6, min_inclusive=False))
     random_seed: int = setting(42, "seed for initialisation, dropout and batch order", integer(0, 2**32 - 1))
 
-    def for_data(self, training_examples: int, transfer_sentences: int) -> "StudentTrainingSettings":
-        """These settings with ``epochs`` chosen for the data's size where it is null.
+    def for_data(self, training_examples: int, transfer_sentences: int, dev: bool) -> "StudentTrainingSettings":
+        """These settings with ``epochs`` chosen for the data where it is null.
 
-        A small bot rarely has a dev set to stop on, and its transfer set is mostly the min_size floor:
-        a fixed budget of sentence passes keeps its minutes bounded. Measured on few-shot Sara
-        (benchmarks/NOTES.md): 10 epochs of 20,000 sentences beat 30 epochs of 5,700.
+        With a dev set and enough data, early stopping picks the best of 30 epochs. A small bot's dev set
+        (if any) is too small to stop on, and without one every epoch runs: a fixed budget of sentence
+        passes keeps the minutes bounded. Measured on few-shot Sara (benchmarks/NOTES.md): 10 epochs of
+        20,000 sentences beat 30 epochs of 5,700.
         """
         if self.epochs is not None:
             return self
-        if training_examples >= SMALL_DATA:
+        if dev and training_examples >= SMALL_DATA:
             return dataclasses.replace(self, epochs=30)
         epochs = min(30, max(1, math.ceil(SMALL_DATA_STUDENT_SENTENCES / max(1, transfer_sentences))))
         return dataclasses.replace(self, epochs=epochs)

@@ -266,7 +266,7 @@ class Distillation:
         logits = self.labelling().logits
         started = time.perf_counter()
         splits = self.splits
-        training = s.training.for_data(len(splits["train"][0]), len(transfer))
+        training = s.training.for_data(len(splits["train"][0]), len(transfer), dev="dev" in splits)
         if s.training.epochs is None:
             logger.info("student: %d epochs over %d sentences (chosen for %d training examples)",
                         training.epochs, len(transfer), len(splits["train"][0]))
