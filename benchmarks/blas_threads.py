@@ -13,7 +13,6 @@ import argparse
 import datetime
 import multiprocessing
 import os
-import statistics
 import sys
 import time
 from pathlib import Path

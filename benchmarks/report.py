@@ -131,6 +131,35 @@ def stage_table(tasks: Dict[str, dict]) -> List[str]:
     return lines
 
 
+def small_bot_sections(results: Path) -> List[str]:
+    """The few-shot table (benchmarks/fewshot.py), the full-size reruns after the small-bot defaults
+    (benchmarks/noregression.py) and the confidence tables (benchmarks/confidence.py), where measured."""
+    lines: List[str] = []
+    fewshot = results / "fewshot" / "defaults.md"
+    if fewshot.is_file():
+        body = fewshot.read_text(encoding="utf-8").strip().splitlines()[1:]  # its own title dropped
+        lines += ["", "## Small bots: few-shot sets with the defaults", "",
+                  "`.venv/bin/python benchmarks/fewshot.py`, then `--time` alone, then `--report` (README, \"Small bots\").",
+                  *body]
+    rerun = results / "noregression.json"
+    if rerun.is_file():
+        lines += ["", "## Full-size tasks after the small-bot defaults (BiLSTM student)", "",
+                  "Before: the task's row above (student vocabulary pruned to its transfer set); after: the same config "
+                  "and seed with the defaults of now (the student reads every teacher WordPiece).", "",
+                  "| task | metric | split | teacher before | teacher after | BiLSTM before | BiLSTM after | student MB before | after | command |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for task, r in read_json(rerun).items():
+            for split in r["after"]["bilstm"]:
+                lines.append(f"| {task} | {r['metric']} | {split} | {100 * r['before']['teacher'][split]:.2f} | "
+                             f"{100 * r['after']['teacher'][split]:.2f} | {100 * r['before']['bilstm'][split]:.2f} | "
+                             f"{100 * r['after']['bilstm'][split]:.2f} | {r['student_size_bytes']['before'] / 1e6:.1f} | "
+                             f"{r['student_size_bytes']['after'] / 1e6:.1f} | `{r['command']}` |")
+    for table_file in sorted((results / "confidence").glob("*.md")):
+        body = table_file.read_text(encoding="utf-8").strip().splitlines()
+        lines += ["", f"## {body[0].lstrip('# ')}", *body[1:]]
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
@@ -205,6 +234,7 @@ def main() -> int:
         *[f"| {t} | {', '.join(f'{k}: {v}' for k, v in {**r['overrides']['all'], **{f'bilstm {k}': v for k, v in r['overrides']['bilstm'].items()}, **{f'tiny-BERT {k}': v for k, v in r['overrides']['tinybert'].items()}}.items()) or 'none'} |"
           for t, r in tasks.items()],
     ]
+    lines += small_bot_sections(args.results)
     if args.notes.is_file():
         lines += ["", args.notes.read_text(encoding="utf-8").strip()]
     write_text(args.output, "\n".join(lines) + "\n")

@@ -12,7 +12,6 @@ below, written into the result.
 import argparse
 import asyncio
 import datetime
-import json
 import os
 import platform
 import statistics

@@ -18,14 +18,12 @@ Results: benchmarks/results/serving.json and serving.md.
 """
 import argparse
 import datetime
-import json
 import os
 import platform
 import statistics
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 os.environ["RASA_TELEMETRY_ENABLED"] = "false"

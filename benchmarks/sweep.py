@@ -12,7 +12,6 @@ grow over several calls).
 """
 import argparse
 import datetime
-import json
 import os
 import shutil
 import sys

@@ -1,0 +1,49 @@
+"""Full-size tasks after the small-bot defaults: the BiLSTM student of Sara and TREC with their configs,
+to compare with benchmarks/results/task-TASK.json (written before the student read every teacher WordPiece).
+
+    .venv/bin/python benchmarks/noregression.py sara trec
+
+Results: benchmarks/results/noregression.json (and each run's folder under runs/noregression/TASK).
+"""
+import datetime
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from run_task import prepare_data  # noqa: E402
+
+from rasa_kd.io_utils import read_json, write_json  # noqa: E402
+
+
+def main(tasks):
+    from rasa_kd.distill import pipeline
+    from rasa_kd.distill.config import load_config
+
+    target = ROOT / "benchmarks" / "results" / "noregression.json"
+    results = read_json(target) if target.is_file() else {}
+    for task in tasks:
+        work = ROOT / "runs" / "noregression" / task
+        files = prepare_data(task, ROOT.parent / "shared" / "datasets", work, None)
+        overrides = {f"data.{split}": path for split, path in files.items()}
+        overrides.update({"student.type": "bilstm", "labelling.cache_dir": str(work / "cache")})
+        metrics = pipeline.distill(load_config(ROOT / "configs" / "distill" / f"{task}.yml", overrides), work / "bilstm", progress=False)
+        before = read_json(ROOT / "benchmarks" / "results" / f"task-{task}.json")
+        metric = before["metric"]
+        results[task] = {
+            "date": datetime.date.today().isoformat(), "metric": metric,
+            "command": f"python benchmarks/noregression.py {task}",
+            "before": {model: {s: v[metric] for s, v in before["models"][model]["scores"].items()} for model in ("teacher", "bilstm")},
+            "after": {"teacher": {s: v[metric] for s, v in metrics["teacher"]["scores"].items()},
+                      "bilstm": {s: v[metric] for s, v in metrics["student"]["scores"].items()}},
+            "student_size_bytes": {"before": before["models"]["bilstm"]["size_bytes"], "after": metrics["student"]["size_bytes"]},
+            "teacher_size_bytes": metrics["teacher"]["size_bytes"],
+        }
+        write_json(target, results)
+        print(task, results[task], flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or ["sara", "trec"])
