@@ -312,7 +312,7 @@ def test_distil_examples_takes_texts_and_intents_and_gives_a_student(tmp_path, t
     np.testing.assert_allclose(kept.logits(texts), student.logits(texts), atol=1e-5)  # same seed, same student
 
 
-def test_a_small_bots_student_gets_its_epochs_from_the_data_size(tmp_path, data, tiny_bert_dir, bilstm_run):
+def test_a_small_bots_student_gets_its_epochs_from_the_data_size(tmp_path, data, tiny_bert_dir, bilstm_run, monkeypatch):
     """Epochs left null: the run resolves them (tiny data: 200,000 / 150 sentences, capped at 30) and records the choice."""
     config = tiny_config(data, tiny_bert_dir, **{"teacher.path": str(bilstm_run[0] / "teacher"), "transfer_set.size": 150,
                                                  "student.training.epochs": None, "student.training.batch_size": 64})
@@ -321,3 +321,9 @@ def test_a_small_bots_student_gets_its_epochs_from_the_data_size(tmp_path, data,
     record = json.loads((tmp_path / "run" / "student" / "student.json").read_text())
     assert record["training_settings"]["epochs"] == 30
     assert len(json.loads((tmp_path / "run" / "student_training.json").read_text())["epochs"]) <= 30
+    # Another rasa-kd whose rule resolves other epochs must train again, not reuse the folder's student.
+    from rasa_kd.distill import config as config_module
+
+    monkeypatch.setattr(config_module, "SMALL_DATA_STUDENT_SENTENCES", 3000)  # 3,000 / 150: 20 epochs
+    pipeline.distill(config, tmp_path / "run", progress=False)
+    assert json.loads((tmp_path / "run" / "student" / "student.json").read_text())["training_settings"]["epochs"] == 20

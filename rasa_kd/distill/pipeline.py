@@ -134,11 +134,17 @@ class Distillation:
         return self._teacher
 
     def _teacher_inputs(self) -> str:
+        from rasa_kd.models.teacher import TeacherSettings
+
         settings = dataclasses.asdict(self.config.teacher)
         source = settings.pop("path")
         if source:
             source_print = sha256_file(source) if Path(source).is_file() else str(Path(source).resolve())
             return fingerprint(["reuse", source_print])
+        # The schedule as resolved for the data's size: a rerun after the rule changed fine-tunes again.
+        resolved = TeacherSettings(**{k: v for k, v in settings.items() if k in TeacherSettings.__dataclass_fields__})
+        resolved = resolved.for_examples(len(self.splits["train"][0]))
+        settings.update(epochs=resolved.epochs, batch_size=resolved.batch_size)
         return fingerprint(["fine-tune", settings, self.data_fingerprint()[:1], self.config.data.retrieval_intents])
 
     def _teacher_stage(self):
@@ -258,15 +264,16 @@ class Distillation:
         s = self.config.student
         arch_settings = s.bilstm if s.type == "bilstm" else s.tinybert
         transfer_sha = sha256_file(run.transfer_set)
+        splits = self.splits
+        # Resolved, so a run whose chosen epochs would differ (another rasa-kd version) is not reused.
+        training = s.training.for_data(len(splits["train"][0]), len(transfer), dev="dev" in splits)
         inputs = fingerprint([teacher.fingerprint, transfer_sha, s.type, dataclasses.asdict(arch_settings),
-                              dataclasses.asdict(s.training), self.data_fingerprint()])
+                              dataclasses.asdict(training), self.data_fingerprint()])
         if not self.force and run.is_current("student", inputs, run.student):
             logger.info("student: reusing %s", run.student)
             return StudentModel.load(run.student)
         logits = self.labelling().logits
         started = time.perf_counter()
-        splits = self.splits
-        training = s.training.for_data(len(splits["train"][0]), len(transfer), dev="dev" in splits)
         if s.training.epochs is None:
             logger.info("student: %d epochs over %d sentences (chosen for %d training examples)",
                         training.epochs, len(transfer), len(splits["train"][0]))
