@@ -154,13 +154,13 @@ def report(results_dir: Path, tag: str) -> str:
         key = row["set"].rsplit("-s", 1)[0] if row["set"] != "example_bot" else "example_bot"
         groups.setdefault(key, []).append(row)
 
-    def stat(values: List[Optional[float]], scale: float = 100.0, digits: int = 1) -> str:
+    def stat(values: List[Optional[float]], scale: float = 100.0, digits: int = 1, unit: str = "") -> str:
         if any(v is None for v in values):
             return "-"  # not measured yet (timing: --time)
         mean = statistics.mean(values) * scale
         if len(values) < 2:
-            return f"{mean:.{digits}f}"
-        return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
+            return f"{mean:.{digits}f}{unit}"
+        return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}{unit}"
 
     lines = [f"# Few-shot sets, tag `{tag}`", "",
              "Test accuracy, mean ± standard deviation over the seeds (3 per set unless noted); retention = student / "
@@ -174,8 +174,8 @@ def report(results_dir: Path, tag: str) -> str:
         lines.append(
             f"| {key} | {len(group)} | {group[0]['data']['train']} | {stat(m('teacher', 'accuracy'))} | {stat(m('bilstm', 'accuracy'))} | "
             f"{stat(m('tinybert', 'accuracy'))} | {stat(m('diet', 'accuracy'))} | {stat(m('bilstm', 'retention'))}% | "
-            f"{stat(m('tinybert', 'retention'))}% | {stat(m('bilstm', 'speedup_vs_teacher'), 1)}x | "
-            f"{stat(m('tinybert', 'speedup_vs_teacher'), 1)}x | {stat(m('bilstm', 'size_vs_teacher'), 100, 0)}% | "
+            f"{stat(m('tinybert', 'retention'))}% | {stat(m('bilstm', 'speedup_vs_teacher'), 1, unit='x')} | "
+            f"{stat(m('tinybert', 'speedup_vs_teacher'), 1, unit='x')} | {stat(m('bilstm', 'size_vs_teacher'), 100, 0)}% | "
             f"{stat(m('bilstm', 'distill_seconds'), 1 / 60)} min | {stat(m('tinybert', 'distill_seconds'), 1 / 60)} min | "
             f"{stat(m('diet', 'train_seconds'), 1 / 60)} min |")
     lines += ["", f"Each row from benchmarks/results/fewshot/{tag}/SET.json, written by `python benchmarks/fewshot.py"
