@@ -37,13 +37,6 @@ def diet_top(archive: Path, texts: List[str]) -> Tuple[List[Optional[str]], np.n
     return [p["intent"].get("name") for p in parsed], np.array([p["intent"].get("confidence") or 0.0 for p in parsed])
 
 
-def model_top(model, texts: List[str]) -> Tuple[List[str], np.ndarray]:
-    from rasa_kd.models.predictions import softmax
-
-    probabilities = softmax(model.logits(texts))
-    return [model.labels[i] for i in probabilities.argmax(axis=1)], probabilities.max(axis=1)
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", required=True)
@@ -55,7 +48,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     from rasa_kd.data.nlu_yaml import load_intent_examples
-    from rasa_kd.distill.confidence import confidence_scores, read_out_of_scope
+    from rasa_kd.distill.confidence import confidence_scores, read_out_of_scope, top_intents
     from rasa_kd.models.student import StudentModel
     from rasa_kd.models.teacher import Teacher
 
@@ -69,8 +62,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             models[kind] = lambda kind=kind: StudentModel.load(args.work / kind / "student")
     for name, load in models.items():
         model = load()
-        predicted, top = model_top(model, texts)
-        _, out_top = model_top(model, out_texts)
+        predicted, top = top_intents(model, texts)
+        _, out_top = top_intents(model, out_texts)
         rows[name] = confidence_scores(top, [p == g for p, g in zip(predicted, gold)], out_top)
     if args.diet:
         predicted, top = diet_top(args.diet, texts)

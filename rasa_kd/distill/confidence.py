@@ -82,6 +82,14 @@ def confidence_scores(in_scope_confidence: Sequence[float], in_scope_correct: Se
     return scores
 
 
+def top_intents(model, texts: Sequence[str]):
+    """Each text's top intent and its softmax confidence, from a teacher or student (``logits``, ``labels``)."""
+    from rasa_kd.models.predictions import softmax
+
+    probabilities = softmax(model.logits(list(texts)))
+    return [model.labels[i] for i in probabilities.argmax(axis=1)], probabilities.max(axis=1)
+
+
 def read_out_of_scope(path: Path) -> List[str]:
     """Out-of-scope test sentences: a Rasa YAML NLU file (every example, whatever its intent) or a text
     file of one sentence a line."""

@@ -133,23 +133,26 @@ class Distillation:
             self._teacher = self._teacher_stage()
         return self._teacher
 
-    def _teacher_inputs(self) -> str:
+    def _teacher_settings(self):
+        """The teacher section as TeacherSettings (``path`` is the stage's, not the model's)."""
         from rasa_kd.models.teacher import TeacherSettings
 
+        return TeacherSettings(**{f.name: getattr(self.config.teacher, f.name) for f in dataclasses.fields(TeacherSettings)})
+
+    def _teacher_inputs(self) -> str:
         settings = dataclasses.asdict(self.config.teacher)
         source = settings.pop("path")
         if source:
             source_print = sha256_file(source) if Path(source).is_file() else str(Path(source).resolve())
             return fingerprint(["reuse", source_print])
         # The schedule as resolved for the data's size: a rerun after the rule changed fine-tunes again.
-        resolved = TeacherSettings(**{k: v for k, v in settings.items() if k in TeacherSettings.__dataclass_fields__})
-        resolved = resolved.for_examples(len(self.splits["train"][0]))
+        resolved = self._teacher_settings().for_examples(len(self.splits["train"][0]))
         settings.update(epochs=resolved.epochs, batch_size=resolved.batch_size)
         return fingerprint(["fine-tune", settings, self.data_fingerprint()[:1], self.config.data.retrieval_intents])
 
     def _teacher_stage(self):
         from rasa_kd.distill.teacher_training import fine_tune_teacher
-        from rasa_kd.models.teacher import Teacher, TeacherSettings
+        from rasa_kd.models.teacher import Teacher
 
         inputs, run, config = self._teacher_inputs(), self.run, self.config
         if not self.force and run.is_current("teacher", inputs, run.teacher):
@@ -161,8 +164,7 @@ class Distillation:
             teacher = Teacher.load(run.teacher)
         else:
             splits = self.splits
-            settings = TeacherSettings(**{f.name: getattr(config.teacher, f.name) for f in dataclasses.fields(TeacherSettings)})
-            teacher, _ = fine_tune_teacher(*splits["train"], settings, dev=splits.get("dev"), progress=self.progress)
+            teacher, _ = fine_tune_teacher(*splits["train"], self._teacher_settings(), dev=splits.get("dev"), progress=self.progress)
             teacher.save(run.teacher, overwrite=True, extra={"data": {"train": config.data.train, "dev": config.data.dev}})
         run.record_stage("teacher", time.perf_counter() - started, inputs, fingerprint=teacher.fingerprint)
         return teacher
@@ -371,17 +373,15 @@ class Distillation:
     def _confidence(self, models: Dict[str, object], splits: Dict[str, Examples]):
         """Calibration on the last scored split and, with ``data.out_of_scope``, out-of-scope separation; plots."""
         from rasa_kd.distill import confidence as conf
-        from rasa_kd.models.predictions import softmax
 
         split = list(splits)[-1]
         texts, gold = splits[split]
         out_texts = conf.read_out_of_scope(Path(self.config.data.out_of_scope)) if self.config.data.out_of_scope else None
         results, in_scope, out_of_scope = {}, {}, {}
         for name, model in models.items():
-            probabilities = softmax(model.logits(texts))
-            top = probabilities.max(axis=1)
-            correct = np.array([model.labels[i] == g for i, g in zip(probabilities.argmax(axis=1), gold)])
-            out = softmax(model.logits(out_texts)).max(axis=1) if out_texts else None
+            predicted, top = conf.top_intents(model, texts)
+            correct = np.array([p == g for p, g in zip(predicted, gold)])
+            out = conf.top_intents(model, out_texts)[1] if out_texts else None
             results[name] = {"split": split, **conf.confidence_scores(top, correct, out)}
             in_scope[name], out_of_scope[name] = (top, correct), out
         self.run.plots.mkdir(exist_ok=True)
