@@ -1,5 +1,6 @@
 """What the vocabulary extension does to a saved student: accuracy on each file with the extension
-rows and with the trained vocabulary alone (unseen WordPieces as [UNK]), the same weights otherwise.
+rows as saved, re-quantised to 4 bits a value (from the saved rows), and with the trained vocabulary
+alone (unseen WordPieces as [UNK]), the same weights otherwise.
 
     .venv/bin/python benchmarks/extension_effect.py runs/noregression/trec/bilstm/student \
         runs/noregression/trec/data/trec/dev.yml runs/noregression/trec/data/trec/test.yml
@@ -14,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def main(folder: str, *files: str) -> None:
     from rasa_kd.data.nlu_yaml import load_intent_examples
-    from rasa_kd.models.student import StudentModel
+    from rasa_kd.models.student import StudentModel, VocabExtension
 
     for file in files:
         pairs = load_intent_examples(Path(file))
@@ -25,9 +26,14 @@ def main(folder: str, *files: str) -> None:
             return float(np.mean([student.labels[i] == g for i, g in zip(student.logits(texts).argmax(axis=1), gold)]))
 
         extended = accuracy()
+        saved = student.extension
+        student._extend(VocabExtension.quantise(saved.teacher_ids, saved.table(), bits=4))
+        student.use_numpy()
+        four_bits = accuracy()
         student._extend(None)  # the trained rows alone
         student.use_numpy()
-        print(f"{file}: with the extension {100 * extended:.2f}, trained vocabulary alone {100 * accuracy():.2f}")
+        print(f"{file}: with the extension as saved {100 * extended:.2f}, at 4 bits {100 * four_bits:.2f}, "
+              f"trained vocabulary alone {100 * accuracy():.2f}")
 
 
 if __name__ == "__main__":

@@ -61,8 +61,8 @@ def test_the_extension_holds_the_rows_the_words_would_have_started_from(students
     teacher_table = teacher.model.get_input_embeddings().weight.numpy()
     word_id = teacher.tokenizer.convert_tokens_to_ids("farewell")
     row = student.extension.table()[list(student.extension.teacher_ids).index(word_id)]
-    # int8 with a scale per row: within half a quantisation step of the teacher's row.
-    step = np.abs(teacher_table[word_id]).max() / 127
+    # 4 bits with a scale per row: within half a quantisation step of the teacher's row.
+    step = np.abs(teacher_table[word_id]).max() / 7
     np.testing.assert_allclose(row, teacher_table[word_id], atol=step / 2 + 1e-7)
     assert teacher.tokenizer.mask_token_id not in student.extension.teacher_ids
 
@@ -77,3 +77,41 @@ def test_an_extended_student_round_trips_and_serves_alike_in_numpy_and_tensorflo
     single = np.concatenate([loaded.logits([t]) for t in texts])  # one at a time: NumPy
     np.testing.assert_allclose(single, loaded.logits(texts), atol=1e-4)
     assert loaded.parameter_count() > loaded.network.count_params()
+
+
+@pytest.mark.parametrize("width", [6, 7])
+def test_a_four_bit_extension_saves_and_loads_the_same_rows(tmp_path, width):
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(5, width)).astype(np.float32)
+    extension = VocabExtension.quantise(np.arange(10, 15), table)
+    assert np.abs(extension.rows).max() == 7  # 15 levels: the largest value of each row is +-7
+    extension.save(tmp_path / VocabExtension.FILE)
+    with np.load(tmp_path / VocabExtension.FILE) as data:
+        assert int(data["bits"]) == 4 and data["rows"].shape == (5, (width + 1) // 2)  # two values a byte
+    loaded = VocabExtension.load(tmp_path / VocabExtension.FILE)
+    np.testing.assert_array_equal(loaded.rows, extension.rows)
+    np.testing.assert_array_equal(loaded.teacher_ids, np.arange(10, 15))
+    np.testing.assert_allclose(loaded.table(), table, atol=float(np.abs(table).max()) / 7 / 2 + 1e-6)
+
+
+def test_an_int8_extension_written_before_the_four_bit_format_still_loads(tmp_path):
+    rows = np.array([[-127, 0, 127], [5, -6, 100]], dtype=np.int8)
+    with open(tmp_path / VocabExtension.FILE, "wb") as handle:  # the layout of the int8 format: no "bits"
+        np.savez_compressed(handle, teacher_ids=np.array([3, 9]), rows=rows, scales=np.array([0.5, 2.0], dtype=np.float32))
+    loaded = VocabExtension.load(tmp_path / VocabExtension.FILE)
+    np.testing.assert_array_equal(loaded.rows, rows)
+    np.testing.assert_allclose(loaded.table(), rows * np.array([[0.5], [2.0]]))
+    # An int8 extension that is saved again stays int8: its values do not fit 4 bits.
+    loaded.save(tmp_path / "again.npz")
+    np.testing.assert_array_equal(VocabExtension.load(tmp_path / "again.npz").rows, rows)
+
+
+def test_the_saved_tokenizer_without_tokenizer_json_encodes_as_the_teacher_does(students, tmp_path):
+    student = students[("bilstm", "teacher")]
+    folder = student.save(tmp_path / "student")
+    assert not (folder / "tokenizer" / "tokenizer.json").exists() and (folder / "tokenizer" / "vocab.txt").is_file()
+    loaded = StudentModel.load(folder)
+    texts = ["Farewell, FRIEND!", "cheese pizzas please", "naïve café 東京", "unknownword 😀", "  spaced\tout  "]
+    for text in texts:
+        assert loaded.tokenizer(text)["input_ids"] == student.tokenizer(text)["input_ids"], text
+    np.testing.assert_allclose(loaded.logits(texts), student.logits(texts), atol=1e-5)

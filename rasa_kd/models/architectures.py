@@ -17,7 +17,7 @@ class BiLSTMSettings:
     multichannel: bool = setting(False, "a frozen copy of the teacher embeddings beside the trained ones", boolean())
     vocabulary: str = setting(
         "teacher", "WordPieces the student reads: teacher (every one the teacher knows; those the transfer set never "
-        "showed keep the rows they would have started from, stored as int8) or transfer_set (the rest read as [UNK])",
+        "showed keep the rows they would have started from, stored at 4 bits) or transfer_set (the rest read as [UNK])",
         one_of("teacher", "transfer_set"))
     max_seq_length: int = setting(64, "WordPiece tokens per sentence", integer(4, 512))
 
@@ -46,6 +46,6 @@ class TinyBertSettings:
     teacher_layers: Optional[List[int]] = setting(None, "teacher layers (0-based) copied into the student; default: evenly spaced", optional_int_list(0))
     vocabulary: str = setting(
         "teacher", "WordPieces the student reads: teacher (every one the teacher knows; those the transfer set never "
-        "showed keep the rows they would have started from, stored as int8) or transfer_set (the rest read as [UNK])",
+        "showed keep the rows they would have started from, stored at 4 bits) or transfer_set (the rest read as [UNK])",
         one_of("teacher", "transfer_set"))
     max_seq_length: int = setting(64, "WordPiece tokens per sentence", integer(4, 512))

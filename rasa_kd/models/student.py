@@ -73,18 +73,27 @@ class StudentVocab:
 class VocabExtension:
     """Embedding rows for the teacher's WordPieces that the transfer set never showed, so that the
     student reads them as themselves rather than as [UNK]: the rows they would have started training
-    from (the teacher's, projected to a tiny-BERT's width), stored as int8 with one scale per row."""
+    from (the teacher's, projected to a tiny-BERT's width), quantised with one scale per row.
+
+    Stored at 4 bits a value, two to a byte: rows no training step touched only need to point the right
+    way, and on the few-shot sets 4 bits scored as int8 did (benchmarks/NOTES.md) at half the size.
+    Files written at int8 (no ``bits`` entry) load as they were.
+    """
 
     FILE = "vocab_extension.npz"
+    BITS = 4
 
     teacher_ids: np.ndarray  # int64 [rows]
-    rows: np.ndarray  # int8 [rows, width]
+    rows: np.ndarray  # int8 [rows, width], within +-(2 ** (bits - 1) - 1)
     scales: np.ndarray  # float32 [rows]: a row is rows[i] * scales[i]
 
     @classmethod
-    def quantise(cls, teacher_ids: np.ndarray, table: np.ndarray) -> "VocabExtension":
-        scales = np.maximum(np.abs(table).max(axis=1), 1e-12) / 127.0
-        rows = np.clip(np.rint(table / scales[:, None]), -127, 127).astype(np.int8)
+    def quantise(cls, teacher_ids: np.ndarray, table: np.ndarray, bits: int = BITS) -> "VocabExtension":
+        if bits not in (4, 8):
+            raise ValueError(f"a vocabulary extension is stored at 4 or 8 bits, not {bits}")
+        top = 2 ** (bits - 1) - 1
+        scales = np.maximum(np.abs(table).max(axis=1), 1e-12) / top
+        rows = np.clip(np.rint(table / scales[:, None]), -top, top).astype(np.int8)
         return cls(np.asarray(teacher_ids, dtype=np.int64), rows, scales.astype(np.float32))
 
     def table(self) -> np.ndarray:
@@ -92,13 +101,37 @@ class VocabExtension:
         return self.rows.astype(np.float32) * self.scales[:, None]
 
     def save(self, path: Path) -> None:
-        with open(path, "wb") as handle:  # compressed: about a tenth smaller than int8 alone
-            np.savez_compressed(handle, teacher_ids=self.teacher_ids, rows=self.rows, scales=self.scales)
+        arrays = {"teacher_ids": self.teacher_ids, "scales": self.scales}
+        if np.abs(self.rows).max(initial=0) <= 7:
+            arrays.update(rows=_pack_nibbles(self.rows), bits=np.int8(4), width=np.int32(self.rows.shape[1]))
+        else:
+            arrays["rows"] = self.rows
+        with open(path, "wb") as handle:  # compressed: about a tenth smaller again
+            np.savez_compressed(handle, **arrays)
 
     @classmethod
     def load(cls, path: Path) -> "VocabExtension":
         with np.load(path, allow_pickle=False) as data:
-            return cls(data["teacher_ids"], data["rows"], data["scales"])
+            rows = data["rows"]
+            if "bits" in data.files and int(data["bits"]) == 4:
+                rows = _unpack_nibbles(rows, int(data["width"]))
+            return cls(data["teacher_ids"], rows, data["scales"])
+
+
+def _pack_nibbles(rows: np.ndarray) -> np.ndarray:
+    """int8 values in [-7, 7] -> uint8, two values a byte (a row of odd width gets a zero appended)."""
+    if rows.shape[1] % 2:
+        rows = np.concatenate([rows, np.zeros((rows.shape[0], 1), dtype=rows.dtype)], axis=1)
+    shifted = (rows.astype(np.int16) + 8).astype(np.uint8)  # 1..15
+    return (shifted[:, 0::2] << 4) | shifted[:, 1::2]
+
+
+def _unpack_nibbles(packed: np.ndarray, width: int) -> np.ndarray:
+    """The inverse of _pack_nibbles: uint8 [rows, ceil(width / 2)] -> int8 [rows, width]."""
+    values = np.empty((packed.shape[0], packed.shape[1] * 2), dtype=np.int16)
+    values[:, 0::2] = packed >> 4
+    values[:, 1::2] = packed & 0x0F
+    return (values[:, :width] - 8).astype(np.int8)
 
 
 def unextended_ids(vocab: StudentVocab, tokenizer) -> np.ndarray:
@@ -248,7 +281,9 @@ class StudentModel:
         """Write the student folder atomically: complete, or not there at all."""
         path = Path(path)
         with atomic_directory(path, overwrite=overwrite) as tmp:
-            self.tokenizer.save_pretrained(str(tmp / "tokenizer"))
+            # legacy_format: vocab.txt and the settings, not tokenizer.json (0.7 MB that loading rebuilds
+            # from vocab.txt in milliseconds, to the same ids: tests/test_vocabulary.py).
+            self.tokenizer.save_pretrained(str(tmp / "tokenizer"), legacy_format=True)
             np.save(tmp / "token_map.npy", self.vocab.token_map)
             np.save(tmp / "teacher_ids.npy", self.vocab.teacher_ids)
             (tmp / "vocab.txt").write_text("\n".join(self.vocab.tokens) + "\n", encoding="utf-8")
