@@ -1,11 +1,13 @@
 """What the vocabulary extension does to a saved student: accuracy on each file with the extension
 rows as saved, re-quantised to 4 bits a value (from the saved rows), and with the trained vocabulary
-alone (unseen WordPieces as [UNK]), the same weights otherwise.
+alone (unseen WordPieces as [UNK]), the same weights otherwise; and the folder's size as saved and
+saved again in today's format (4-bit extension, no tokenizer.json).
 
     .venv/bin/python benchmarks/extension_effect.py runs/noregression/trec/bilstm/student \
         runs/noregression/trec/data/trec/dev.yml runs/noregression/trec/data/trec/test.yml
 """
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,11 @@ def main(folder: str, *files: str) -> None:
     from rasa_kd.data.nlu_yaml import load_intent_examples
     from rasa_kd.models.student import StudentModel, VocabExtension
 
+    saved = StudentModel.load(Path(folder))
+    saved._extend(VocabExtension.quantise(saved.extension.teacher_ids, saved.extension.table(), bits=4))
+    with tempfile.TemporaryDirectory() as tmp:
+        print(f"{folder}: {_size(Path(folder)) / 1e6:.2f} MB as saved, {_size(saved.save(Path(tmp) / 'student')) / 1e6:.2f} MB "
+              "saved again today")
     for file in files:
         pairs = load_intent_examples(Path(file))
         texts, gold = [t for t, _ in pairs], [i for _, i in pairs]
@@ -34,6 +41,10 @@ def main(folder: str, *files: str) -> None:
         student.use_numpy()
         print(f"{file}: with the extension as saved {100 * extended:.2f}, at 4 bits {100 * four_bits:.2f}, "
               f"trained vocabulary alone {100 * accuracy():.2f}")
+
+
+def _size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
 if __name__ == "__main__":

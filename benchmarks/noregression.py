@@ -2,9 +2,14 @@
 to compare with benchmarks/results/task-TASK.json (written before the student read every teacher WordPiece).
 
     .venv/bin/python benchmarks/noregression.py sara trec
+    .venv/bin/python benchmarks/noregression.py trec --seeds 1 2   # the student's spread over its seed
+
+With --seeds, only the student is trained again, from the teacher and the cached logits of the first
+run, with student.training.random_seed set to each seed (the transfer set stays the same).
 
 Results: benchmarks/results/noregression.json (and each run's folder under runs/noregression/TASK).
 """
+import argparse
 import datetime
 import sys
 from pathlib import Path
@@ -18,7 +23,7 @@ from run_task import prepare_data  # noqa: E402
 from rasa_kd.io_utils import read_json, write_json  # noqa: E402
 
 
-def main(tasks):
+def main(tasks, seeds=()):
     from rasa_kd.distill import pipeline
     from rasa_kd.distill.config import load_config
 
@@ -29,6 +34,16 @@ def main(tasks):
         files = prepare_data(task, ROOT.parent / "shared" / "datasets", work, None)
         overrides = {f"data.{split}": path for split, path in files.items()}
         overrides.update({"student.type": "bilstm", "labelling.cache_dir": str(work / "cache")})
+        if seeds:
+            for seed in seeds:
+                seeded = {**overrides, "teacher.path": str(work / "bilstm" / "teacher"), "student.training.random_seed": seed}
+                metrics = pipeline.distill(load_config(ROOT / "configs" / "distill" / f"{task}.yml", seeded), work / f"bilstm-seed{seed}", progress=False)
+                results[task].setdefault("student_seeds", {})[str(seed)] = {
+                    "command": f"python benchmarks/noregression.py {task} --seeds {seed}",
+                    "bilstm": {s: v[results[task]["metric"]] for s, v in metrics["student"]["scores"].items()}}
+                write_json(target, results)
+                print(task, seed, results[task]["student_seeds"][str(seed)], flush=True)
+            continue
         metrics = pipeline.distill(load_config(ROOT / "configs" / "distill" / f"{task}.yml", overrides), work / "bilstm", progress=False)
         before = read_json(ROOT / "benchmarks" / "results" / f"task-{task}.json")
         metric = before["metric"]
@@ -46,4 +61,8 @@ def main(tasks):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["sara", "trec"])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("tasks", nargs="*", default=["sara", "trec"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[], help="train the student again with these seeds")
+    args = parser.parse_args()
+    main(args.tasks, args.seeds)

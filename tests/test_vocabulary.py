@@ -115,3 +115,23 @@ def test_the_saved_tokenizer_without_tokenizer_json_encodes_as_the_teacher_does(
     for text in texts:
         assert loaded.tokenizer(text)["input_ids"] == student.tokenizer(text)["input_ids"], text
     np.testing.assert_allclose(loaded.logits(texts), student.logits(texts), atol=1e-5)
+
+
+def test_frozen_embeddings_stay_the_teachers_rows_through_training(tiny_bert_dir, runs):
+    from rasa_kd.models.teacher import Teacher
+
+    texts = [t for ts in EXAMPLES.values() for t in ts]
+    intents = [i for i, ts in EXAMPLES.items() for _ in ts]
+    settings = {k: v for k, v in TINY_DISTILL.items() if not k.startswith(("evaluation", "data"))}
+    config = load_config(None, {**settings, "teacher.model": str(tiny_bert_dir), "student.type": "bilstm",
+                                "transfer_set.augmentation": "none", "student.training.epochs": 2,
+                                "student.bilstm.train_embeddings": False})
+    student = pipeline.distil_examples(texts, intents, config, output=runs / "frozen", progress=False)
+    teacher = Teacher.load(runs / "frozen" / "teacher")
+    table = teacher.model.get_input_embeddings().weight.numpy()
+    np.testing.assert_array_equal(student.network.get_layer("embedding").get_weights()[0], table[student.vocab.teacher_ids])
+    assert student.architecture["train_embeddings"] is False
+    # The other layers did learn; the saved folder serves the same answers.
+    assert len(student.network.trainable_weights) < len(student.network.weights)
+    loaded = StudentModel.load(runs / "frozen" / "student")
+    np.testing.assert_allclose(loaded.logits(texts), student.logits(texts), atol=1e-5)

@@ -15,6 +15,8 @@ class BiLSTMSettings:
     dropout: float = setting(0.1, "dropout after the BiLSTM and the ReLU layer", number(0.0, 1.0, max_inclusive=False))
     embeddings: str = setting("teacher", "initial embeddings: the teacher's WordPiece rows, or random", one_of("teacher", "random"))
     multichannel: bool = setting(False, "a frozen copy of the teacher embeddings beside the trained ones", boolean())
+    train_embeddings: bool = setting(True, "train the embedding rows (false: they stay the teacher's, like the rows of "
+                                     "words the transfer set never showed)", boolean())
     vocabulary: str = setting(
         "teacher", "WordPieces the student reads: teacher (every one the teacher knows; those the transfer set never "
         "showed keep the rows they would have started from, stored at 4 bits) or transfer_set (the rest read as [UNK])",

@@ -17,7 +17,8 @@ def build_bilstm(settings, vocab_size: int, num_labels: int, embeddings: Optiona
     layers = tf.keras.layers
     ids = layers.Input(shape=(None,), dtype=tf.int32, name="input_ids")
     initializer = tf.keras.initializers.Constant(embeddings) if embeddings is not None else "uniform"
-    x = layers.Embedding(vocab_size, embedding_dim, mask_zero=True, embeddings_initializer=initializer, name="embedding")(ids)
+    x = layers.Embedding(vocab_size, embedding_dim, mask_zero=True, embeddings_initializer=initializer,
+                         trainable=settings.train_embeddings, name="embedding")(ids)
     if settings.multichannel:
         if embeddings is None:
             raise ConfigError("'student.bilstm.multichannel' needs 'student.bilstm.embeddings: teacher'")
