@@ -178,6 +178,10 @@ def report(results_dir: Path, tag: str) -> str:
             f"{stat(m('tinybert', 'speedup_vs_teacher'), 1, unit='x')} | {stat(m('bilstm', 'size_vs_teacher'), 100, 0)}% | "
             f"{stat(m('bilstm', 'distill_seconds'), 1 / 60)} min | {stat(m('tinybert', 'distill_seconds'), 1 / 60)} min | "
             f"{stat(m('diet', 'train_seconds'), 1 / 60)} min |")
+    if tag == "defaults":
+        lines += ["", "BiLSTM size is the folder as it was saved: the seed-0 runs of `defaults` saved the vocabulary extension "
+                  "at int8 (21-24 MB); saved at 4 bits, as since, the same students take 15-18 MB, 16-19% of the teacher "
+                  "(benchmarks/extension_effect.py, benchmarks/NOTES.md)."]
     lines += ["", f"Each row from benchmarks/results/fewshot/{tag}/SET.json, written by `python benchmarks/fewshot.py"
               f"{'' if tag == 'defaults' else f' --tag {tag}'}` (the command and overrides are in each file)."]
     return "\n".join(lines) + "\n"

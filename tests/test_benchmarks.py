@@ -55,3 +55,23 @@ def test_run_task_and_report_on_a_tiny_subset(tmp_path, tiny_bert_dir):
     text = (tmp_path / "RESULTS.md").read_text()
     assert f"| sara (micro_f1) | BiLSTM student ({result['models']['bilstm']['shape']}) |" in text and "87.5 dev / 88.3 test" in text
     assert (tmp_path / "results" / "score_vs_latency.png").is_file() and (tmp_path / "results" / "retention.png").is_file()
+
+
+def test_the_fewshot_table_gives_mean_and_spread_over_seeds(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import fewshot
+
+    def result(name, teacher, bilstm):
+        model = {"accuracy": bilstm, "retention": bilstm / teacher, "speedup_vs_teacher": None, "size_vs_teacher": 0.2,
+                 "distill_seconds": 120.0}
+        return {"set": name, "data": {"train": 70}, "models": {
+            "teacher": {"accuracy": teacher}, "bilstm": model, "tinybert": dict(model),
+            "diet": {"accuracy": 0.5, "train_seconds": 60.0}}}
+
+    (tmp_path / "t").mkdir()
+    for seed, (teacher, bilstm) in enumerate([(0.90, 0.80), (0.94, 0.86)]):
+        (tmp_path / "t" / f"snips-10-s{seed}.json").write_text(json.dumps(result(f"snips-10-s{seed}", teacher, bilstm)))
+    row = next(line for line in fewshot.report(tmp_path, "t").splitlines() if line.startswith("| snips-10 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:5] == ["snips-10", "2", "70", "92.0 ± 2.8", "83.0 ± 4.2"]  # mean ± sample standard deviation
+    assert cells[9] == "-"  # latency not measured yet: no figure rather than a made-up one
