@@ -144,6 +144,10 @@ def _print_metrics(metrics: dict) -> None:
             if c["auroc"] is not None:
                 line += f"; out of scope: AUROC {c['auroc']:.3f}, {100 * c['out_of_scope_recall']:.1f}% caught"
             print(line)
+            if c.get("dev_threshold"):
+                d = c["dev_threshold"]
+                print(f"{name} fallback threshold picked on dev: {d['threshold']:.2f} (keeps {100 * d['in_scope_kept']:.1f}% "
+                      f"of in-scope answers on {c['split']})")
     r = metrics["ratios"]
     print(f"student vs teacher: {r['params']:.1f}x fewer parameters, {r['latency_batch_1']:.1f}x faster at batch 1, "
           f"{r['latency_batch_256']:.1f}x at batch 256")

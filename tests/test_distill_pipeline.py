@@ -62,6 +62,31 @@ def test_distill_writes_every_output(bilstm_run):
     assert resolved["student"]["training"]["epochs"] == 12 and Path(resolved["data"]["train"]).is_absolute()
 
 
+def test_the_fallback_threshold_is_picked_on_dev_and_recorded_with_the_student(bilstm_run):
+    from rasa_kd.distill.confidence import threshold_keeping, top_intents
+    from rasa_kd.distill.evaluate import _confidence_section
+
+    out, metrics = bilstm_run
+    record = json.loads((out / "student" / "student.json").read_text())
+    picked = record["fallback_threshold"]
+    dev_texts = [t for examples in DEV_EXAMPLES.values() for t in examples]
+    assert picked["split"] == "dev" and picked["messages"] == len(dev_texts) and picked["keep"] == 0.95
+    student = StudentModel.load(out / "student")
+    assert picked["threshold"] == pytest.approx(threshold_keeping(top_intents(student, dev_texts)[1], 0.95))
+    # The evaluation applies the same threshold to test (not one picked on test itself).
+    block = metrics["student"]["confidence"]
+    assert block["dev_threshold"]["threshold"] == pytest.approx(picked["threshold"])
+    test_texts = [t for examples in TEST_EXAMPLES.values() for t in examples]
+    kept = (top_intents(student, test_texts)[1] >= picked["threshold"]).mean()
+    assert block["dev_threshold"]["in_scope_kept"] == pytest.approx(kept)
+    assert metrics["teacher"]["confidence"]["dev_threshold"]["split"] == "dev"
+    assert "picked on dev" in (out / "report.md").read_text()
+    # Without a dev split nothing is passed off as held out.
+    without = {k: v for k, v in block.items() if k != "dev_threshold"}
+    text = "\n".join(_confidence_section({"confidence": without}, {"confidence": without}))
+    assert "No dev split" in text and "picked on dev" not in text
+
+
 def test_the_student_learns_from_the_teacher(bilstm_run):
     out, metrics = bilstm_run
     history = json.loads((out / "student_training.json").read_text())
@@ -257,6 +282,7 @@ def test_cli_runs_stage_by_stage_with_flags_over_the_config_file(tmp_path, data,
     printed = capsys.readouterr().out
     assert "student  test" in printed and "x faster at batch 1" in printed
     assert "student confidence on test: ECE" in printed and "out of scope: AUROC" in printed
+    assert "student fallback threshold picked on dev:" in printed
     metrics = json.loads((out / "metrics.json").read_text())
     for model in ("teacher", "student"):
         block = metrics[model]["confidence"]

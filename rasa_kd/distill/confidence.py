@@ -82,6 +82,25 @@ def confidence_scores(in_scope_confidence: Sequence[float], in_scope_correct: Se
     return scores
 
 
+def held_out_threshold(confidence: Sequence[float], split: str, keep: float = KEEP) -> Dict[str, object]:
+    """The fallback threshold picked on held-out messages ``split``: it keeps ``keep`` of their answers."""
+    return {"threshold": threshold_keeping(confidence, keep), "keep": keep, "split": split, "messages": len(confidence)}
+
+
+def at_threshold(threshold: float, in_scope_confidence: Sequence[float], in_scope_correct: Sequence[bool],
+                 out_of_scope_confidence: Optional[Sequence[float]] = None) -> Dict[str, Optional[float]]:
+    """What a threshold picked elsewhere does here: in-scope answers kept, accuracy with the rest falling back
+    (counted wrong), and out-of-scope messages caught."""
+    conf = np.asarray(in_scope_confidence, dtype=np.float64)
+    kept = conf >= threshold
+    caught = None
+    if out_of_scope_confidence is not None and len(out_of_scope_confidence):
+        caught = float((np.asarray(out_of_scope_confidence, dtype=np.float64) < threshold).mean())
+    return {"in_scope_kept": float(kept.mean()),
+            "in_scope_accuracy_at_threshold": float((np.asarray(in_scope_correct, dtype=bool) & kept).mean()),
+            "out_of_scope_recall": caught}
+
+
 def top_intents(model, texts: Sequence[str]):
     """Each text's top intent and its softmax confidence, from a teacher or student (``logits``, ``labels``)."""
     from rasa_kd.models.predictions import softmax

@@ -180,6 +180,18 @@ def _confidence_section(teacher: dict, student: dict) -> List[str]:
         lines.append(f"| {name} | {c['ece']:.3f} | {c['mean_confidence']:.2f} | {_pct(c['accuracy'])} | {c['threshold']:.2f} | "
                      f"{_pct(c['in_scope_accuracy_at_threshold'])} | {auroc} | {_pct(c['out_of_scope_recall'])} "
                      f"({c['out_of_scope_examples']}) | {out_mean} |")
+    lines.append("")
+    picked = [(name, c["dev_threshold"]) for name, c in blocks if c.get("dev_threshold")]
+    if picked:
+        lines += [f"The threshold to set (`FallbackClassifier`'s `threshold`), picked on dev: it keeps 95% of the "
+                  f"answers on dev ({picked[0][1]['messages']} messages). What it does on {split}:", "",
+                  f"| model | threshold (dev) | in-scope answers kept on {split} | in-scope accuracy at threshold | "
+                  "out of scope caught |", "|---|---|---|---|---|"]
+        lines += [f"| {name} | {d['threshold']:.2f} | {_pct(d['in_scope_kept'])} | {_pct(d['in_scope_accuracy_at_threshold'])} | "
+                  f"{_pct(d['out_of_scope_recall'])} |" for name, d in picked]
+    else:
+        lines.append("No dev split: no threshold could be picked on held-out messages (the one above is picked on "
+                     f"{split} itself). Keep some labelled messages apart and pick it there.")
     return lines + [""]
 
 

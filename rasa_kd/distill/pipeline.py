@@ -296,12 +296,23 @@ class Distillation:
             held_out_dev="dev" in splits,
         )
         student.extend_vocabulary()
-        student.save(run.student, overwrite=True, extra={"training": {
+        extra = {"training": {
             "best_epoch": result.best_epoch, f"dev_{result.dev_metric}": result.best_score,
-            "epochs_run": len(result.epochs), "stopped_early": result.stopped_early, "seconds": round(result.seconds, 1)}})
+            "epochs_run": len(result.epochs), "stopped_early": result.stopped_early, "seconds": round(result.seconds, 1)}}
+        if "dev" in splits:
+            extra["fallback_threshold"] = self._dev_threshold(student)
+            logger.info("student: a FallbackClassifier threshold of %.2f keeps 95%% of its answers on dev (%d messages)",
+                        extra["fallback_threshold"]["threshold"], extra["fallback_threshold"]["messages"])
+        student.save(run.student, overwrite=True, extra=extra)
         write_json(run.training, result.as_dict())
         run.record_stage("student", time.perf_counter() - started, inputs, kind=s.type)
         return student.use_numpy()  # served as a loaded student is
+
+    def _dev_threshold(self, model) -> dict:
+        """The threshold that keeps 95% of ``model``'s answers on the dev split (held out from training)."""
+        from rasa_kd.distill import confidence as conf
+
+        return conf.held_out_threshold(conf.top_intents(model, self.splits["dev"][0])[1], "dev")
 
     def saved_student(self):
         from rasa_kd.models.student import StudentModel
@@ -378,11 +389,15 @@ class Distillation:
         texts, gold = splits[split]
         out_texts = conf.read_out_of_scope(Path(self.config.data.out_of_scope)) if self.config.data.out_of_scope else None
         results, in_scope, out_of_scope = {}, {}, {}
+        held_out = "dev" in self.splits and split != "dev"
         for name, model in models.items():
             predicted, top = conf.top_intents(model, texts)
             correct = np.array([p == g for p, g in zip(predicted, gold)])
             out = conf.top_intents(model, out_texts)[1] if out_texts else None
             results[name] = {"split": split, **conf.confidence_scores(top, correct, out)}
+            if held_out:  # the threshold a user would set, picked on dev, and what it does on this split
+                picked = self._dev_threshold(model)
+                results[name]["dev_threshold"] = {**picked, **conf.at_threshold(picked["threshold"], top, correct, out)}
             in_scope[name], out_of_scope[name] = (top, correct), out
         self.run.plots.mkdir(exist_ok=True)
         conf.plot_reliability(in_scope, self.run.plots / "reliability.png")
