@@ -155,8 +155,9 @@ def report(results_dir: Path, tag: str) -> str:
         groups.setdefault(key, []).append(row)
 
     def stat(values: List[Optional[float]], scale: float = 100.0, digits: int = 1, unit: str = "") -> str:
-        if any(v is None for v in values):
-            return "-"  # not measured yet (timing: --time)
+        values = [v for v in values if v is not None]  # speed-ups: only the seeds --time has timed
+        if not values:
+            return "-"  # not measured yet
         mean = statistics.mean(values) * scale
         if len(values) < 2:
             return f"{mean:.{digits}f}{unit}"
@@ -164,7 +165,8 @@ def report(results_dir: Path, tag: str) -> str:
 
     lines = [f"# Few-shot sets, tag `{tag}`", "",
              "Test accuracy, mean ± standard deviation over the seeds (3 per set unless noted); retention = student / "
-             "teacher; speed-up = teacher's batch-1 latency / the model's, timed in the same process; size = the "
+             "teacher; speed-up = teacher's batch-1 latency / the model's, timed in the same process (over the seeds "
+             "`--time` has timed); size = the "
              "model's folder / the teacher's; distil = wall time of teacher + transfer set + logits + student.", "",
              "| set | seeds | train | teacher | BiLSTM | tiny-BERT | DIET | BiLSTM retention | tiny-BERT retention | "
              "BiLSTM speed-up | tiny-BERT speed-up | BiLSTM size | BiLSTM distil | tiny-BERT distil | DIET train |",

@@ -154,6 +154,17 @@ def small_bot_sections(results: Path) -> List[str]:
                              f"{100 * r['after']['teacher'][split]:.2f} | {100 * r['before']['bilstm'][split]:.2f} | "
                              f"{100 * r['after']['bilstm'][split]:.2f} | {r['student_size_bytes']['before'] / 1e6:.1f} | "
                              f"{r['student_size_bytes']['after'] / 1e6:.1f} | `{r['command']}` |")
+            for seed, again in r.get("student_seeds", {}).items():  # the same student with another seed
+                for split, value in again["bilstm"].items():
+                    lines.append(f"| {task} | {r['metric']} | {split}, student seed {seed} | - | - | - | {100 * value:.2f} | - | - | "
+                                 f"`{again['command']}` |")
+    timing = results / "train_time.json"
+    if timing.is_file():
+        lines += ["", "## `rasa train nlu` on a small bot (benchmarks/train_time.py, alone)", "",
+                  "| bot | examples | intents | model | minutes | date | machine |", "|---|---|---|---|---|---|---|"]
+        for bot, r in read_json(timing).items():
+            for model, seconds in r["seconds"].items():
+                lines.append(f"| {bot} | {r['examples']} | {r['intents']} | {model} | {seconds / 60:.1f} | {r['date']} | {r['machine']} |")
     for table_file in sorted((results / "confidence").glob("*.md")):
         body = table_file.read_text(encoding="utf-8").strip().splitlines()
         lines += ["", f"## {body[0].lstrip('# ')}", *body[1:]]

@@ -72,7 +72,8 @@ def main(argv=None) -> None:
     target = ROOT / "benchmarks" / "results" / "train_time.json"
     results = read_json(target) if target.is_file() else {}
     entry = {"date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-             "command": "python benchmarks/train_time.py" + (f" --nlu {args.nlu} --name {args.name}" if args.nlu else ""),
+             "command": "python benchmarks/train_time.py" + (f" --nlu {args.nlu} --name {args.name}" if args.nlu else "")
+             + (f" --models {' '.join(args.models)}" if args.models != list(CONFIGS) else ""),
              "nlu": str(nlu), "examples": len(examples), "intents": len({i for _, i in examples}),
              "versions": package_versions(), "seconds": {}}
     for name in args.models:
@@ -82,6 +83,9 @@ def main(argv=None) -> None:
                   "--fixed-model-name", name], cwd=work)
         entry["seconds"][name] = round(time.perf_counter() - started, 1)
         print(f"   {entry['seconds'][name] / 60:.1f} min", flush=True)
+    # A run of some of the models keeps the times an earlier run measured for the others.
+    earlier = results.get(args.name, {}).get("seconds", {})
+    entry["seconds"] = {**{k: v for k, v in earlier.items() if k not in entry["seconds"]}, **entry["seconds"]}
     results[args.name] = entry
     write_json(target, results)
 
