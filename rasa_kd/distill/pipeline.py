@@ -396,7 +396,8 @@ class Distillation:
             out = conf.top_intents(model, out_texts)[1] if out_texts else None
             results[name] = {"split": split, **conf.confidence_scores(top, correct, out)}
             if held_out:  # the threshold a user would set, picked on dev, and what it does on this split
-                picked = self._dev_threshold(model)
+                # The student stage recorded its own; only the teacher's is computed here.
+                picked = getattr(model, "record", {}).get("fallback_threshold") or self._dev_threshold(model)
                 results[name]["dev_threshold"] = {**picked, **conf.at_threshold(picked["threshold"], top, correct, out)}
             in_scope[name], out_of_scope[name] = (top, correct), out
         self.run.plots.mkdir(exist_ok=True)
