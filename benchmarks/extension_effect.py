@@ -19,28 +19,23 @@ def main(folder: str, *files: str) -> None:
     from rasa_kd.data.nlu_yaml import load_intent_examples
     from rasa_kd.models.student import StudentModel, VocabExtension
 
-    saved = StudentModel.load(Path(folder))
-    saved._extend(VocabExtension.quantise(saved.extension.teacher_ids, saved.extension.table(), bits=4))
+    student = StudentModel.load(Path(folder))
+    as_saved = student.extension
+    at_4_bits = VocabExtension.quantise(as_saved.teacher_ids, as_saved.table(), bits=4)
+    student._extend(at_4_bits)
     with tempfile.TemporaryDirectory() as tmp:
-        print(f"{folder}: {_size(Path(folder)) / 1e6:.2f} MB as saved, {_size(saved.save(Path(tmp) / 'student')) / 1e6:.2f} MB "
+        print(f"{folder}: {_size(Path(folder)) / 1e6:.2f} MB as saved, {_size(student.save(Path(tmp) / 'student')) / 1e6:.2f} MB "
               "saved again today")
     for file in files:
         pairs = load_intent_examples(Path(file))
         texts, gold = [t for t, _ in pairs], [i for _, i in pairs]
-        student = StudentModel.load(Path(folder))
-
-        def accuracy() -> float:
-            return float(np.mean([student.labels[i] == g for i, g in zip(student.logits(texts).argmax(axis=1), gold)]))
-
-        extended = accuracy()
-        saved = student.extension
-        student._extend(VocabExtension.quantise(saved.teacher_ids, saved.table(), bits=4))
-        student.use_numpy()
-        four_bits = accuracy()
-        student._extend(None)  # the trained rows alone
-        student.use_numpy()
-        print(f"{file}: with the extension as saved {100 * extended:.2f}, at 4 bits {100 * four_bits:.2f}, "
-              f"trained vocabulary alone {100 * accuracy():.2f}")
+        scores = []
+        for extension in (as_saved, at_4_bits, None):  # None: the trained rows alone
+            student._extend(extension)
+            student.use_numpy()
+            scores.append(100 * float(np.mean([student.labels[i] == g for i, g in zip(student.logits(texts).argmax(axis=1), gold)])))
+        print(f"{file}: with the extension as saved {scores[0]:.2f}, at 4 bits {scores[1]:.2f}, "
+              f"trained vocabulary alone {scores[2]:.2f}")
 
 
 def _size(folder: Path) -> int:
