@@ -41,6 +41,8 @@ from rasa_kd.provenance import package_versions  # noqa: E402
 
 SOURCES = {"sara": ("sara", "sara/thesis_tsv"), "snips": ("snips", "snips")}
 SETS = [f"{data}-{n}-s{seed}" for data in SOURCES for n in (10, 20, 40) for seed in (0, 1, 2)] + ["example_bot"]
+# Sara without out_of_scope (its test examples are the out-of-scope test set): confidence runs, not in the default list.
+OUT_OF_SCOPE_SETS = [f"saranoos-{n}-s{seed}" for n in (10, 20, 40) for seed in (0, 1, 2)]
 MODELS = ("teacher", "bilstm", "tinybert", "diet")
 DIET_EPOCHS = 100  # Rasa's default
 
@@ -52,6 +54,12 @@ def prepare(name: str, data_dir: Path, work: Path) -> Dict[str, str]:
     from rasa_kd.data.convert import convert_dataset
 
     data, n, seed = name.rsplit("-", 2)
+    if data == "saranoos":  # Sara without its out_of_scope intent (benchmarks/oos_sets.py)
+        from oos_sets import split_out_of_scope
+
+        prepare(f"sara-{n}-{seed}", data_dir, work)
+        files = split_out_of_scope(work / "data" / f"sara-{n}-{seed}")
+        return {"train": files["train"], "test": files["test"]}
     folder = work / "data" / name
     if not (folder / "dataset.json").is_file():
         fmt, source = SOURCES[data]
@@ -191,7 +199,8 @@ def report(results_dir: Path, tag: str) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sets", nargs="+", default=SETS, help=f"default: all ({', '.join(SETS)})")
+    parser.add_argument("--sets", nargs="+", default=SETS, help=f"default: all ({', '.join(SETS)}); also "
+                        f"saranoos-N-sS, Sara without out_of_scope")
     parser.add_argument("--models", default=",".join(MODELS), help="diet alone trains and scores DIET only")
     parser.add_argument("--tag", default="defaults", help="name of a variant (results and work folders)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a distillation setting")

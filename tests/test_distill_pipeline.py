@@ -17,7 +17,7 @@ from rasa_kd.distill import pipeline
 from rasa_kd.distill.config import load_config
 from rasa_kd.distill.labelling import label_transfer_set
 from rasa_kd.distill.transfer_set import TransferSet, sentence_key
-from rasa_kd.errors import ConfigError, ModelLoadError
+from rasa_kd.errors import ConfigError, DataError, ModelLoadError
 from rasa_kd.models.student import StudentModel
 from rasa_kd.models.teacher import Teacher
 from tests.tiny_models import DEV_EXAMPLES, TEST_EXAMPLES, TINY_DISTILL as TINY, tiny_distill_config, vocabulary
@@ -353,3 +353,36 @@ def test_a_small_bots_student_gets_its_epochs_from_the_data_size(tmp_path, data,
     monkeypatch.setattr(config_module, "SMALL_DATA_STUDENT_SENTENCES", 3000)  # 3,000 / 150: 20 epochs
     pipeline.distill(config, tmp_path / "run", progress=False)
     assert json.loads((tmp_path / "run" / "student" / "student.json").read_text())["training_settings"]["epochs"] == 20
+
+
+def test_an_out_of_scope_intent_and_file_train_the_low_confidence_and_are_scored_as_out_of_scope(tmp_path, tiny_bert_dir):
+    from tests.tiny_models import INTENT_EXAMPLES, write_nlu_file
+
+    out_of_scope = {"train": ["what is the weather", "tell me a joke", "who won the game", "play some music"],
+                    "dev": ["how old is the moon"], "test": ["what time is it", "sing a song"]}
+    examples = {"train": INTENT_EXAMPLES, "dev": DEV_EXAMPLES, "test": TEST_EXAMPLES}
+    files = {split: write_nlu_file(tmp_path / f"{split}.yml", {**examples[split], "out_of_scope": out_of_scope[split]})
+             for split in examples}
+    (tmp_path / "more.txt").write_text("book a flight\nwhat is love\n", encoding="utf-8")
+    config = tiny_config(files, tiny_bert_dir, **{"teacher.out_of_scope_intent": "out_of_scope",
+                                                  "teacher.out_of_scope_file": str(tmp_path / "more.txt")})
+    metrics = pipeline.distill(config, tmp_path / "run", progress=False)
+    teacher = Teacher.load(tmp_path / "run" / "teacher")
+    assert teacher.labels == ["goodbye", "greet", "order_pizza"]  # not an intent it answers
+    training = teacher.record["training"]
+    assert training["given_outliers"] == 4 + 2 and training["examples"] == 36
+    assert training["synthetic_outliers"] == 18  # 0.5 per in-scope example
+    transfer = TransferSet.load(tmp_path / "run" / "transfer_set.jsonl")
+    outliers = [t for t, s in zip(transfer.texts, transfer.sources) if s == "outliers"]
+    assert outliers[:2] == ["book a flight", "what is love"] and len(outliers) == 2 + 40  # the file, then 10% of 400
+    assert StudentModel.load(tmp_path / "run" / "student").labels == teacher.labels
+    # In-scope scores leave the intent's dev and test examples out; they are scored as out of scope instead.
+    assert metrics["student"]["scores"]["test"]["examples"] == 9
+    assert metrics["student"]["confidence"]["out_of_scope_examples"] == 2
+    assert json.loads((tmp_path / "run" / "student" / "student.json").read_text())["fallback_threshold"]["messages"] == 9
+
+
+def test_an_out_of_scope_intent_no_example_has_is_named(tmp_path, data, tiny_bert_dir):
+    config = tiny_config(data, tiny_bert_dir, **{"teacher.out_of_scope_intent": "oos"})
+    with pytest.raises(DataError, match="'out_of_scope_intent' is 'oos' but no training example has that intent"):
+        pipeline.distill(config, tmp_path / "run", progress=False)

@@ -157,15 +157,22 @@ def test_distilled_classifier_trains_persists_only_the_student_and_loads(tiny_be
     assert correct >= 0.7 * len(texts)
 
 
-def test_distilled_classifier_holds_out_dev_and_cleans_up(tiny_bert_dir, storage, context, tmp_path, monkeypatch):
+def test_distilled_classifier_holds_out_dev_and_cleans_up(tiny_bert_dir, storage, context, tmp_path, monkeypatch, caplog):
+    import logging
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     component = make_distilled(tiny_bert_dir, storage, context, dev_fraction=0.2)
     train, dev = component._split(list(zip(*intent_pairs())))
     assert len(dev) == 7 and not set(dev) & set(train)
-    component.train(training_data())
+    with caplog.at_level(logging.INFO, logger="rasa_kd.components.distilled_intent_classifier"):
+        component.train(training_data())
     assert not list(tmp_path.glob("rasa-kd-distill-*"))  # the temporary run is gone
+    # The threshold picked on the held-out examples is logged and recorded with the student.
+    with storage.read_from(Resource(NODE)) as folder:
+        picked = json.loads((folder / "student" / "student.json").read_text())["fallback_threshold"]
+    assert picked["messages"] == 7 and picked["split"] == "dev"
+    assert f"FallbackClassifier threshold {picked['threshold']:.2f} keeps 95%" in caplog.text
 
 
 @pytest.mark.parametrize("config, message", [

@@ -156,17 +156,20 @@ def test_the_fast_encoder_gives_the_transformers_tokenizer_ids():
     assert len(encoder(["x " * 50])[0]) == 4
 
 
-@pytest.mark.parametrize("examples, epochs, batch_size", [
-    (70, 30, 16),     # 5 steps an epoch: capped at 30 epochs
-    (161, 30, 16),    # Spokes
-    (561, 20, 16),    # 36 steps an epoch: 20 epochs make about 700 steps
-    (999, 12, 16),
-    (1000, 10, 32),   # from 1,000 examples: the defaults measured on Sara
-    (2487, 10, 32),
+@pytest.mark.parametrize("examples, outliers, epochs, batch_size", [
+    (70, 0.0, 30, 16),     # 5 steps an epoch: capped at 30 epochs
+    (161, 0.0, 30, 16),    # Spokes
+    (561, 0.0, 20, 16),    # 36 steps an epoch: 20 epochs make about 700 steps
+    (561, 0.5, 14, 16),    # with 281 synthetic out-of-scope sentences, 53 steps an epoch: the same ~700 steps
+    (999, 0.0, 12, 16),
+    (1000, 0.0, 10, 32),   # from 1,000 examples: the defaults measured on Sara
+    (1000, 0.5, 10, 32),   # a large set pays for its out-of-scope sentences with longer epochs
+    (2487, 0.5, 10, 32),
 ])
-def test_the_teacher_schedule_adapts_to_the_data_size(examples, epochs, batch_size):
-    resolved = TeacherSettings().for_examples(examples)
+def test_the_teacher_schedule_adapts_to_the_data_size(examples, outliers, epochs, batch_size):
+    resolved = TeacherSettings(outliers=outliers).for_examples(examples)
     assert (resolved.epochs, resolved.batch_size) == (epochs, batch_size)
+    assert resolved.outlier_count(examples) == round(outliers * examples)
 
 
 def test_a_schedule_given_explicitly_is_kept():

@@ -23,6 +23,8 @@ def distil(tiny_bert_dir, tmp_path, kind, vocabulary):
     settings = {k: v for k, v in TINY_DISTILL.items() if not k.startswith(("evaluation", "data"))}
     config = load_config(None, {**settings, "teacher.model": str(tiny_bert_dir), "student.type": kind,
                                          "transfer_set.augmentation": "none", "student.training.epochs": 2,
+                                         # Synthetic out-of-scope sentences would bring the unseen words in.
+                                         "transfer_set.outliers": 0.0,
                                          f"student.{kind}.vocabulary": vocabulary})
     return pipeline.distil_examples(texts, intents, config, output=tmp_path / f"{kind}-{vocabulary}", progress=False)
 

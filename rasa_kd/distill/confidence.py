@@ -109,12 +109,12 @@ def top_intents(model, texts: Sequence[str]):
     return [model.labels[i] for i in probabilities.argmax(axis=1)], probabilities.max(axis=1)
 
 
-def read_out_of_scope(path: Path) -> List[str]:
-    """Out-of-scope test sentences: a Rasa YAML NLU file (every example, whatever its intent) or a text
-    file of one sentence a line."""
+def read_out_of_scope(path: Path, setting: str = "data.out_of_scope") -> List[str]:
+    """Out-of-scope sentences: a Rasa YAML NLU file (every example, whatever its intent) or a text file of
+    one sentence a line. ``setting`` names where the path came from, for the errors."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"out-of-scope file {path} does not exist ('data.out_of_scope')")
+        raise DataError(f"out-of-scope file {path} does not exist ('{setting}')")
     if path.suffix in (".yml", ".yaml"):
         from rasa_kd.data.nlu_yaml import load_intent_examples
 

@@ -92,6 +92,9 @@ class TransferSetSettings:
     rules: RuleAugmentation = setting(RuleAugmentation(), "Tang et al. 2019 rules", section(RuleAugmentation))
     gpt2: GPT2Augmentation = setting(GPT2Augmentation(), "GPT-2 generation", section(GPT2Augmentation))
     unlabelled_file: Optional[str] = setting(None, "text file of unlabelled in-domain sentences, one a line, added first", optional_text())
+    outliers: float = setting(
+        0.1, "share of the transfer set made of synthetic out-of-scope sentences (as the teacher's outliers): labelled "
+        "by the teacher like the rest, they teach the student its low confidence outside the intents", number(0.0, 1.0))
     drop_training_sentences_in_dev_test: bool = setting(
         True,
         "a training sentence that also occurs in dev or test is left out of the transfer set (new sentences always are)",

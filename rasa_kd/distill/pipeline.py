@@ -113,9 +113,23 @@ class Distillation:
 
     @property
     def splits(self) -> Dict[str, Examples]:
+        """train (every example), dev and test (in-scope examples only: see :meth:`held_out_out_of_scope`)."""
         if self._splits is None:
             self._splits = load_splits(self.config)
-        return self._splits
+        name = self.config.teacher.out_of_scope_intent
+        if name is None:
+            return self._splits
+        return {split: (texts, intents) if split == "train" else
+                ([t for t, i in zip(texts, intents) if i != name], [i for i in intents if i != name])
+                for split, (texts, intents) in self._splits.items()}
+
+    def held_out_out_of_scope(self, split: str) -> List[str]:
+        """The dev or test examples of ``teacher.out_of_scope_intent``: out-of-scope sentences to score."""
+        name = self.config.teacher.out_of_scope_intent
+        if self._splits is None:
+            self._splits = load_splits(self.config)
+        texts, intents = self._splits.get(split, ([], []))
+        return [t for t, i in zip(texts, intents) if name is not None and i == name]
 
     def data_fingerprint(self) -> List[str]:
         """The data files' sha256 (or, for data given in memory, a fingerprint of the examples)."""
@@ -148,7 +162,9 @@ class Distillation:
         # The schedule as resolved for the data's size: a rerun after the rule changed fine-tunes again.
         resolved = self._teacher_settings().for_examples(len(self.splits["train"][0]))
         settings.update(epochs=resolved.epochs, batch_size=resolved.batch_size)
-        return fingerprint(["fine-tune", settings, self.data_fingerprint()[:1], self.config.data.retrieval_intents])
+        file = settings.get("out_of_scope_file")
+        return fingerprint(["fine-tune", settings, self.data_fingerprint()[:1], self.config.data.retrieval_intents,
+                            sha256_file(file) if file and Path(file).is_file() else None])
 
     def _teacher_stage(self):
         from rasa_kd.distill.teacher_training import fine_tune_teacher
@@ -189,6 +205,8 @@ class Distillation:
 
     def _augment_stage(self):
         from rasa_kd.distill.augment import RuleAugmenter, WordNeighbours
+        from rasa_kd.distill.confidence import read_out_of_scope
+        from rasa_kd.distill.outliers import OutlierMaker
         from rasa_kd.distill.transfer_set import TransferSet, build_transfer_set
 
         teacher, run, config = self.saved_teacher(), self.run, self.config
@@ -210,7 +228,13 @@ class Distillation:
             neighbours = WordNeighbours(vocab, embeddings, ts_settings.rules.neighbours, lowercase) if ts_settings.rules.replace_prob else None
             rules = RuleAugmenter(ts_settings.rules, neighbours, rng)
         gpt2 = _gpt2_generator(ts_settings, splits["train"][0], self.progress) if "gpt2" in ts_settings.augmentation else None
-        transfer = build_transfer_set(*splits["train"], held_out, ts_settings, rule_augmenter=rules, gpt2_generator=gpt2)
+        outliers = None
+        if ts_settings.outliers:
+            outliers = OutlierMaker(*splits["train"], teacher.tokenizer.get_vocab(), np.random.default_rng(ts_settings.random_seed + 1))
+        given = self.config.teacher.out_of_scope_file
+        transfer = build_transfer_set(*splits["train"], held_out, ts_settings, rule_augmenter=rules, gpt2_generator=gpt2,
+                                      outlier_maker=outliers,
+                                      out_of_scope=read_out_of_scope(Path(given), "teacher.out_of_scope_file") if given else ())
         transfer.save(run.transfer_set)
         stats = {**transfer.stats, "augmentation": ts_settings.augmentation, "settings": dataclasses.asdict(ts_settings),
                  "sha256": sha256_file(run.transfer_set)}
@@ -286,7 +310,7 @@ class Distillation:
         index = {label: i for i, label in enumerate(student.labels)}
         gold = np.array([index.get(i, -1) if i is not None else -1 for i in transfer.intents], dtype=np.int32)
         # Without a dev set, model-best is the epoch that fits the training sentences best.
-        dev_texts, dev_gold = splits.get("dev") or splits["train"]
+        dev_texts, dev_gold = splits.get("dev") or _without(splits["train"], self.config.teacher.out_of_scope_intent)
         unknown = sorted(set(dev_gold) - set(student.labels))
         if unknown:
             logger.warning("dev intents the teacher does not know (always scored wrong): %s", unknown)
@@ -382,12 +406,14 @@ class Distillation:
         return metrics
 
     def _confidence(self, models: Dict[str, object], splits: Dict[str, Examples]):
-        """Calibration on the last scored split and, with ``data.out_of_scope``, out-of-scope separation; plots."""
+        """Calibration on the last scored split and, with ``data.out_of_scope`` or the split's examples of
+        ``teacher.out_of_scope_intent``, out-of-scope separation; plots."""
         from rasa_kd.distill import confidence as conf
 
         split = list(splits)[-1]
         texts, gold = splits[split]
-        out_texts = conf.read_out_of_scope(Path(self.config.data.out_of_scope)) if self.config.data.out_of_scope else None
+        out_texts = conf.read_out_of_scope(Path(self.config.data.out_of_scope)) if self.config.data.out_of_scope else []
+        out_texts = (out_texts + self.held_out_out_of_scope(split)) or None
         results, in_scope, out_of_scope = {}, {}, {}
         held_out = "dev" in self.splits and split != "dev"
         for name, model in models.items():
@@ -422,6 +448,11 @@ class Distillation:
             logger.info("== stage %s", stage)
             result = self.run_stage(stage)
         return result
+
+
+def _without(examples: Examples, intent: Optional[str]) -> Examples:
+    texts, intents = examples
+    return [t for t, i in zip(texts, intents) if i != intent], [i for i in intents if i != intent]
 
 
 def _ratio(a: float, b: float) -> float:
@@ -475,8 +506,10 @@ def absolute_paths(config: DistillConfig) -> DistillConfig:
     ts = config.transfer_set
     return dataclasses.replace(
         config,
-        data=dataclasses.replace(config.data, train=resolve(config.data.train), dev=resolve(config.data.dev), test=resolve(config.data.test)),
-        teacher=dataclasses.replace(config.teacher, path=resolve(config.teacher.path), model=resolve(config.teacher.model)),
+        teacher=dataclasses.replace(config.teacher, path=resolve(config.teacher.path), model=resolve(config.teacher.model),
+                                    out_of_scope_file=resolve(config.teacher.out_of_scope_file)),
+        data=dataclasses.replace(config.data, train=resolve(config.data.train), dev=resolve(config.data.dev),
+                                 test=resolve(config.data.test), out_of_scope=resolve(config.data.out_of_scope)),
         transfer_set=dataclasses.replace(ts, unlabelled_file=resolve(ts.unlabelled_file),
                                          gpt2=dataclasses.replace(ts.gpt2, model=resolve(ts.gpt2.model))),
         labelling=dataclasses.replace(config.labelling, cache_dir=resolve(config.labelling.cache_dir)),

@@ -1,10 +1,13 @@
-"""Fine-tuning the BERT teacher: its step and loss (cross-entropy on the gold intents) on the one loop."""
+"""Fine-tuning the BERT teacher: its step and loss (cross-entropy on the gold intents, and towards the uniform
+distribution on synthetic out-of-scope sentences) on the one loop."""
 import datetime
 import logging
-from typing import Optional, Sequence, Tuple
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from rasa_kd.distill.outliers import make_outliers
 from rasa_kd.distill.training import Trainer, TrainingRecord
 from rasa_kd.errors import ConfigError, DataError
 from rasa_kd.models import bert
@@ -32,7 +35,7 @@ class TeacherTrainer(Trainer):
             num_warmup_steps=int(settings.warmup_ratio * self.total_steps),
             weight_decay_rate=settings.weight_decay,
         )
-        self._step = _cross_entropy_step(teacher.model, optimizer)
+        self._step = _cross_entropy_step(teacher.model, optimizer, settings.outlier_weight)
 
     def train_step(self, batch: np.ndarray) -> float:
         input_ids, mask = bert.pad([self.ids[i] for i in batch], self.teacher.tokenizer.pad_token_id)
@@ -62,6 +65,7 @@ def fine_tune_teacher(
 
     if len(texts) != len(intents):
         raise DataError(f"got {len(texts)} texts but {len(intents)} intents")
+    texts, intents, given_outliers = split_out_of_scope(texts, intents, settings)
     labels = sorted(set(intents))
     if len(labels) < 2:
         raise DataError(f"the teacher needs at least 2 intents to classify, found {len(labels)}: {labels}")
@@ -75,19 +79,41 @@ def fine_tune_teacher(
     teacher = Teacher(model, bert.load_tokenizer(model_dir), labels, settings, {"base_model": str(model_dir)})
 
     index = {label: i for i, label in enumerate(labels)}
-    targets = np.array([index[intent] for intent in intents], dtype=np.int32)
-    record = TeacherTrainer(teacher, teacher.encode(texts), targets, dev, progress).fit()
+    synthetic = make_outliers(texts, intents, teacher.tokenizer.get_vocab(), settings.outlier_count(len(texts)), settings.random_seed)
+    outliers = given_outliers + synthetic
+    # Target -1: an out-of-scope sentence, trained towards the uniform distribution over the intents.
+    targets = np.array([index[intent] for intent in intents] + [-1] * len(outliers), dtype=np.int32)
+    record = TeacherTrainer(teacher, teacher.encode(list(texts) + outliers), targets, dev, progress).fit()
     teacher.record.update({
         "trained": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         # The teacher record's own shape, as rasa-kd has always written it.
-        "training": {"examples": record.examples, "steps": record.steps, "seconds": record.seconds,
+        "training": {"examples": len(texts), "synthetic_outliers": len(synthetic), "given_outliers": len(given_outliers), "steps": record.steps, "seconds": record.seconds,
                      "epochs": [{"epoch": e.epoch, "loss": e.loss, "seconds": e.seconds, "dev_accuracy": e.dev.get("accuracy")}
                                 for e in record.epochs]},
     })
     return teacher, record
 
 
-def _cross_entropy_step(model, optimizer):
+def split_out_of_scope(texts: Sequence[str], intents: Sequence[str], settings: TeacherSettings
+                       ) -> Tuple[List[str], List[str], List[str]]:
+    """(in-scope texts, their intents, out-of-scope sentences): the examples of ``out_of_scope_intent`` and the
+    sentences of ``out_of_scope_file`` are the out-of-scope ones."""
+    from rasa_kd.distill.confidence import read_out_of_scope
+
+    name = settings.out_of_scope_intent
+    if name is not None and name not in intents:
+        raise DataError(f"'out_of_scope_intent' is {name!r} but no training example has that intent; "
+                        f"the intents are {', '.join(sorted(set(intents)))}")
+    kept = [(t, i) for t, i in zip(texts, intents) if i != name]
+    outliers = [t for t, i in zip(texts, intents) if name is not None and i == name]
+    if settings.out_of_scope_file:
+        outliers += read_out_of_scope(Path(settings.out_of_scope_file), "out_of_scope_file")
+    return [t for t, _ in kept], [i for _, i in kept], outliers
+
+
+def _cross_entropy_step(model, optimizer, outlier_weight: float):
+    """One AdamW step: cross-entropy on the gold intent; target -1 (out of scope) is cross-entropy to the uniform
+    distribution, ``logsumexp(logits) - mean(logits)``, times ``outlier_weight``."""
     import tensorflow as tf
 
     spec = tf.TensorSpec([None, None], tf.int32)
@@ -100,8 +126,11 @@ def _cross_entropy_step(model, optimizer):
                 attention_mask=attention_mask,
                 token_type_ids=tf.zeros_like(input_ids),
                 training=True,
-            ).logits
-            loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True))
+            ).logits  # [batch, labels]
+            in_scope = targets >= 0
+            gold = tf.keras.losses.sparse_categorical_crossentropy(tf.maximum(targets, 0), logits, from_logits=True)
+            uniform = tf.reduce_logsumexp(logits, axis=-1) - tf.reduce_mean(logits, axis=-1)
+            loss = tf.reduce_mean(tf.where(in_scope, gold, outlier_weight * uniform))
         gradients = tape.gradient(loss, model.trainable_variables)
         gradients, _ = tf.clip_by_global_norm(gradients, 1.0)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))

@@ -1,4 +1,5 @@
-"""The transfer set: the training sentences plus new, unlabelled ones for the teacher to label.
+"""The transfer set: the training sentences plus new, unlabelled ones for the teacher to label (among them
+synthetic out-of-scope sentences, :mod:`rasa_kd.distill.outliers`).
 
 Sentences are deduplicated (case- and whitespace-insensitively) and no sentence of dev or test ever
 enters, by default not even a training sentence that also occurs in dev or test; every drop is counted.
@@ -16,7 +17,7 @@ from rasa_kd.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-SOURCES = ("train", "unlabelled", "rules", "gpt2")
+SOURCES = ("train", "unlabelled", "outliers", "rules", "gpt2")
 
 
 def sentence_key(text: str) -> str:
@@ -126,8 +127,11 @@ def build_transfer_set(
     settings,
     rule_augmenter=None,
     gpt2_generator: Optional[Callable[[int], List[str]]] = None,
+    outlier_maker: Optional[Callable[[int], List[str]]] = None,
+    out_of_scope: Sequence[str] = (),
 ) -> TransferSet:
-    """Training sentences first, then unlabelled-file sentences, then augmented ones up to the size."""
+    """Training sentences first, then unlabelled-file sentences, the given ``out_of_scope`` ones, synthetic
+    out-of-scope ones (their share of the size), then augmented ones up to the size."""
     target = transfer_set_target(settings, len(train_texts))
     builder = _Builder(target, held_out_texts)
     for text, intent in zip(train_texts, train_intents):
@@ -138,6 +142,12 @@ def build_transfer_set(
             if builder.full:
                 break
             builder.add(line, "unlabelled")
+    for text in out_of_scope:
+        if builder.full:
+            break
+        builder.add(text, "outliers")
+    if outlier_maker is not None and settings.outliers:
+        builder.fill("outliers", outlier_maker, int(round(settings.outliers * target)))
     rng = np.random.default_rng(settings.random_seed)
     kept = [(t, i) for t, s, i in zip(builder.result.texts, builder.result.sources, builder.result.intents) if s == "train"]
     kept = kept or list(zip(train_texts, train_intents))

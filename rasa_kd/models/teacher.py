@@ -45,6 +45,19 @@ class TeacherSettings:
     weight_decay: float = setting(0.01, "AdamW weight decay (not on biases and LayerNorm)", number(0.0, 1.0))
     max_seq_length: int = setting(64, "WordPiece tokens kept per sentence, [CLS] and [SEP] included", integer(8, 512))
     random_seed: int = setting(42, "seed for initialisation, dropout and batch order", integer(0, 2**32 - 1))
+    outliers: float = setting(
+        0.5, "synthetic out-of-scope sentences per training example (made from the training sentences and the "
+        "vocabulary), trained towards equal confidence in every intent, so that messages no intent covers get low "
+        "confidence (outlier exposure); 0: off", number(0.0, 100.0))
+    outlier_weight: float = setting(0.5, "weight of the out-of-scope sentences' loss (cross-entropy to the uniform "
+                                    "distribution) beside the intents' cross-entropy", number(0.0, 100.0))
+    out_of_scope_intent: Optional[str] = setting(
+        None, "an intent whose examples are out of scope (Sara's `out_of_scope`): trained like the synthetic ones, "
+        "it is not an intent the classifier answers; FallbackClassifier answers `nlu_fallback` for such messages",
+        optional_text())
+    out_of_scope_file: Optional[str] = setting(
+        None, "out-of-scope sentences to train on beside the synthetic ones (one a line, or Rasa YAML with its "
+        "intents ignored)", optional_text())
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any], owner: str = "teacher", ignore: tuple = ()) -> "TeacherSettings":
@@ -60,9 +73,14 @@ class TeacherSettings:
         batch_size = self.batch_size or (16 if small else 32)
         epochs = self.epochs
         if epochs is None:
-            steps_per_epoch = max(1, math.ceil(count / batch_size))
+            # Out-of-scope sentences share the epochs: a small bot keeps its step budget, a large one pays for them.
+            steps_per_epoch = max(1, math.ceil((count + self.outlier_count(count)) / batch_size))
             epochs = min(30, max(10, math.ceil(SMALL_DATA_STEPS / steps_per_epoch))) if small else 10
         return dataclasses.replace(self, epochs=epochs, batch_size=batch_size)
+
+    def outlier_count(self, count: int) -> int:
+        """Synthetic out-of-scope sentences the teacher trains on beside ``count`` training examples."""
+        return int(round(self.outliers * count))
 
 
 class Teacher:

@@ -1,0 +1,79 @@
+"""Synthetic out-of-scope sentences (outlier exposure): how they are made, and what they do to a teacher."""
+import numpy as np
+import pytest
+
+from rasa_kd.distill import outliers as outliers_module
+from rasa_kd.distill.config import TransferSetSettings
+from rasa_kd.distill.outliers import OutlierMaker, frame_words, make_outliers, replacement_words
+from rasa_kd.distill.teacher_training import fine_tune_teacher
+from rasa_kd.distill.transfer_set import build_transfer_set, sentence_key
+from rasa_kd.models.teacher import TeacherSettings
+from tests.tiny_models import intent_pairs
+
+# Ids in the order of a BERT vocabulary: frequent words first.
+VOCAB = {token: i for i, token in enumerate(
+    ["[PAD]", "[UNK]", "the", "can", "you", "my", "a", "what", "is", "of", "and", "city", "river", "music", "bike",
+     "repair", "price", "book", "hello", "weather", "##s", "paris", "song", "x"])}
+TEXTS = ["can you repair my bike", "what is the price of a repair", "can you book my bike", "hello bike", "what is a bike"]
+INTENTS = ["repair", "price", "book", "greet", "ask"]
+
+
+@pytest.fixture(autouse=True)
+def ten_frame_words(monkeypatch):
+    """The first 10 whole words of VOCAB count as very common (a real vocabulary: its first 1,000)."""
+    monkeypatch.setattr(outliers_module, "FRAME_WORDS", 10)
+
+
+def test_the_frame_is_common_words_many_intents_share():
+    # "bike" is used by 4 of 5 intents but is no common word: it is swapped out with the topic.
+    assert frame_words(TEXTS, INTENTS, VOCAB) == {"can", "you", "my", "what", "is", "a"}
+    words = replacement_words(VOCAB, TEXTS)
+    assert "bike" not in words and "the" not in words and "x" not in words and "##s" not in words
+    assert words[:3] == ["and", "city", "river"]  # in id order, unused by the training sentences
+
+
+def test_outliers_are_deterministic_new_and_of_every_kind():
+    first = make_outliers(TEXTS, INTENTS, VOCAB, 400, seed=3)
+    assert first == make_outliers(TEXTS, INTENTS, VOCAB, 400, seed=3)
+    assert first != make_outliers(TEXTS, INTENTS, VOCAB, 400, seed=4)
+    assert len(first) == 400 and all(s.strip() for s in first)
+    training = {sentence_key(t) for t in TEXTS}
+    assert not any(sentence_key(s) in training for s in first)
+    content = {"repair", "price", "book", "hello", "bike"}
+    assert not any(content & set(s.split()) for s in first)  # no training topic survives
+    frames = [s for s in first if {"can", "you"} <= set(s.split())]
+    assert frames, "some outliers keep a training sentence's frame"
+    assert any(not s.isascii() for s in first) and any(s.isascii() and not set(s.split()) & set(VOCAB) for s in first)
+    assert make_outliers(TEXTS, INTENTS, VOCAB, 0, seed=3) == []
+
+
+def test_a_vocabulary_without_spare_words_is_refused():
+    with pytest.raises(ValueError, match="no replacement words"):
+        OutlierMaker(TEXTS, INTENTS, {"can": 0, "you": 1}, np.random.default_rng(0))
+
+
+def test_the_transfer_set_gives_outliers_their_share_and_no_intent():
+    maker = OutlierMaker(TEXTS, INTENTS, VOCAB, np.random.default_rng(0))
+    settings = TransferSetSettings(size=100, outliers=0.2, augmentation="none")
+    result = build_transfer_set(TEXTS, INTENTS, [], settings, outlier_maker=maker)
+    assert result.stats["by_source"]["outliers"] == 20 and result.stats["by_source"]["train"] == 5
+    assert all(i is None for i, s in zip(result.intents, result.sources) if s == "outliers")
+    without = build_transfer_set(TEXTS, INTENTS, [], TransferSetSettings(size=100, outliers=0.0, augmentation="none"),
+                                 outlier_maker=maker)
+    assert without.stats["by_source"]["outliers"] == 0
+
+
+def test_a_teacher_trained_on_outliers_is_less_sure_of_messages_no_intent_covers(tiny_bert_dir):
+    texts, intents = intent_pairs()
+    fast = dict(model=str(tiny_bert_dir), epochs=25, batch_size=8, learning_rate=2e-3, warmup_ratio=0.0, max_seq_length=16)
+    unseen = ["what is that", "the and of", "qwzx plok", "that is not it", "how is this", "zzzz"]
+    top = {}
+    for outliers in (0.0, 1.0):
+        teacher, record = fine_tune_teacher(texts, intents, TeacherSettings(outliers=outliers, **fast), progress=False)
+        assert teacher.record["training"]["synthetic_outliers"] == round(outliers * len(texts))
+        predicted = teacher.logits(texts).argmax(axis=1)
+        assert np.mean([teacher.labels[p] == g for p, g in zip(predicted, intents)]) >= 0.9  # in scope still learnt
+        logits = teacher.logits(unseen)
+        probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+        top[outliers] = (probabilities / probabilities.sum(axis=1, keepdims=True)).max(axis=1).mean()
+    assert top[1.0] < top[0.0] - 0.1, top
