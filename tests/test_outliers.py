@@ -77,3 +77,13 @@ def test_a_teacher_trained_on_outliers_is_less_sure_of_messages_no_intent_covers
         probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
         top[outliers] = (probabilities / probabilities.sum(axis=1, keepdims=True)).max(axis=1).mean()
     assert top[1.0] < top[0.0] - 0.1, top
+
+
+def test_the_transfer_sets_outliers_draw_from_fewer_words():
+    """Every word the transfer set shows becomes a trained row of the student: its outliers use a smaller pool."""
+    few = OutlierMaker(TEXTS, INTENTS, VOCAB, np.random.default_rng(0), words=2)
+    allowed = set(replacement_words(VOCAB, TEXTS)[:2]) | set(VOCAB)
+    sentences = few(300)
+    ascii_words = {w for s in sentences if s.isascii() for w in s.split()}
+    assert {w for w in ascii_words if w in VOCAB} <= allowed
+    assert not {w for w in ascii_words if w in VOCAB} & set(replacement_words(VOCAB, TEXTS)[2:])

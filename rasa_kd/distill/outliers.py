@@ -16,15 +16,19 @@ them so that the student learns the teacher's flat logits there.
 import math
 import re
 from collections import defaultdict
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 KINDS = (("frame", 0.6), ("words", 0.2), ("gibberish", 0.1), ("script", 0.1))
 # BERT-family vocabularies list frequent words first: the first 1,000 whole words are function words and
-# the commonest verbs and nouns; replacements come from the first 10,000.
+# the commonest verbs and nouns; the teacher's replacements come from the first 10,000. The transfer set's
+# come from the first 2,000: each word it shows becomes a trained, full-precision row of the student
+# (1.5 KB at the default width), and 10,000 grew the student by 4-8 MB for no better separation
+# (benchmarks/NOTES.md, "Outlier exposure").
 FRAME_WORDS = 1_000
 COMMON_WORDS = 10_000
+STUDENT_WORDS = 2_000
 _SCRIPTS = ((0x0430, 0x044F), (0x03B1, 0x03C9), (0x0627, 0x064A), (0x0905, 0x0939), (0x4E00, 0x9FA5))
 _WORD = re.compile(r"[^\W\d_]+")
 
@@ -53,17 +57,19 @@ def _whole_words(vocab: Dict[str, int]) -> List[str]:
     return [t for _, t in sorted((i, t) for t, i in vocab.items() if t.isalpha() and t.isascii())]
 
 
-def replacement_words(vocab: Dict[str, int], training_texts: Sequence[str], count: int = COMMON_WORDS) -> List[str]:
-    """The ``count`` first whole alphabetic words of the vocabulary (by id) that no training sentence uses."""
+def replacement_words(vocab: Dict[str, int], training_texts: Sequence[str], count: Optional[int] = None) -> List[str]:
+    """The first ``count`` (default ``COMMON_WORDS``) whole alphabetic words of the vocabulary (by id) that no
+    training sentence uses."""
     used = {word for text in training_texts for word in _words(text)}
-    return [t for t in _whole_words(vocab) if len(t) > 2 and t not in used][:count]
+    return [t for t in _whole_words(vocab) if len(t) > 2 and t not in used][:count or COMMON_WORDS]
 
 
 class OutlierMaker:
     """Makes synthetic out-of-scope sentences from training sentences and the teacher's vocabulary."""
 
-    def __init__(self, texts: Sequence[str], intents: Sequence[str], vocab: Dict[str, int], rng: np.random.Generator):
-        words = replacement_words(vocab, texts)
+    def __init__(self, texts: Sequence[str], intents: Sequence[str], vocab: Dict[str, int], rng: np.random.Generator,
+                 words: Optional[int] = None):
+        words = replacement_words(vocab, texts, words)
         if not words:
             raise ValueError("no replacement words: the vocabulary has no common words the training data does not use")
         self.texts = list(texts)

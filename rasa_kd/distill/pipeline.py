@@ -206,7 +206,7 @@ class Distillation:
     def _augment_stage(self):
         from rasa_kd.distill.augment import RuleAugmenter, WordNeighbours
         from rasa_kd.distill.confidence import read_out_of_scope
-        from rasa_kd.distill.outliers import OutlierMaker
+        from rasa_kd.distill.outliers import STUDENT_WORDS, OutlierMaker
         from rasa_kd.distill.transfer_set import TransferSet, build_transfer_set
 
         teacher, run, config = self.saved_teacher(), self.run, self.config
@@ -230,7 +230,8 @@ class Distillation:
         gpt2 = _gpt2_generator(ts_settings, splits["train"][0], self.progress) if "gpt2" in ts_settings.augmentation else None
         outliers = None
         if ts_settings.outliers:
-            outliers = OutlierMaker(*splits["train"], teacher.tokenizer.get_vocab(), np.random.default_rng(ts_settings.random_seed + 1))
+            outliers = OutlierMaker(*splits["train"], teacher.tokenizer.get_vocab(), np.random.default_rng(ts_settings.random_seed + 1),
+                                    words=STUDENT_WORDS)
         given = self.config.teacher.out_of_scope_file
         transfer = build_transfer_set(*splits["train"], held_out, ts_settings, rule_augmenter=rules, gpt2_generator=gpt2,
                                       outlier_maker=outliers,
