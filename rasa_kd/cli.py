@@ -146,8 +146,8 @@ def _print_metrics(metrics: dict) -> None:
             print(line)
             if c.get("dev_threshold"):
                 d = c["dev_threshold"]
-                print(f"{name} fallback threshold picked on dev: {d['threshold']:.2f} (keeps {100 * d['in_scope_kept']:.1f}% "
-                      f"of in-scope answers on {c['split']})")
+                print(f"{name} fallback threshold picked on {d['split']}: {d['threshold']:.2f} (keeps "
+                      f"{100 * d['in_scope_kept']:.1f}% of in-scope answers on {c['split']})")
     r = metrics["ratios"]
     print(f"student vs teacher: {r['params']:.1f}x fewer parameters, {r['latency_batch_1']:.1f}x faster at batch 1, "
           f"{r['latency_batch_256']:.1f}x at batch 256")

@@ -248,3 +248,14 @@ def test_student_epochs_given_explicitly_are_kept():
 
     assert StudentTrainingSettings(epochs=3).for_data(100, 20000, False).epochs == 3
     assert StudentTrainingSettings(epochs=50).for_data(5000, 50000, True).epochs == 50
+
+
+def test_the_threshold_holdout_is_stratified_deterministic_and_spares_small_intents():
+    from rasa_kd.distill.transfer_set import threshold_holdout
+
+    intents = ["a"] * 20 + ["b"] * 10 + ["c"] * 4
+    texts = [f"sentence {i}" for i in range(len(intents))]
+    chosen = threshold_holdout(texts, intents, 0.1, seed=1)
+    assert chosen == threshold_holdout(texts, intents, 0.1, seed=1) and chosen != threshold_holdout(texts, intents, 0.1, seed=2)
+    assert [intents[i] for i in chosen] == ["a", "a", "b"]  # 10% of each intent with 5 or more, at least one
+    assert threshold_holdout(texts, intents, 0.0, seed=1) == []

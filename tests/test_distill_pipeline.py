@@ -21,6 +21,7 @@ from rasa_kd.errors import ConfigError, DataError, ModelLoadError
 from rasa_kd.models.student import StudentModel
 from rasa_kd.models.teacher import Teacher
 from tests.tiny_models import DEV_EXAMPLES, TEST_EXAMPLES, TINY_DISTILL as TINY, tiny_distill_config, vocabulary
+from tests.tiny_models import intent_pairs as tests_intent_pairs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,11 +81,11 @@ def test_the_fallback_threshold_is_picked_on_dev_and_recorded_with_the_student(b
     kept = (top_intents(student, test_texts)[1] >= picked["threshold"]).mean()
     assert block["dev_threshold"]["in_scope_kept"] == pytest.approx(kept)
     assert metrics["teacher"]["confidence"]["dev_threshold"]["split"] == "dev"
-    assert "picked on dev" in (out / "report.md").read_text()
+    assert "| student | " in (out / "report.md").read_text() and "| dev (9) |" in (out / "report.md").read_text()
     # Without a dev split nothing is passed off as held out.
     without = {k: v for k, v in block.items() if k != "dev_threshold"}
     text = "\n".join(_confidence_section({"confidence": without}, {"confidence": without}))
-    assert "No dev split" in text and "picked on dev" not in text
+    assert "No dev split" in text and "The threshold to set" not in text
 
 
 def test_the_student_learns_from_the_teacher(bilstm_run):
@@ -386,3 +387,25 @@ def test_an_out_of_scope_intent_no_example_has_is_named(tmp_path, data, tiny_ber
     config = tiny_config(data, tiny_bert_dir, **{"teacher.out_of_scope_intent": "oos"})
     with pytest.raises(DataError, match="'out_of_scope_intent' is 'oos' but no training example has that intent"):
         pipeline.distill(config, tmp_path / "run", progress=False)
+
+
+def test_without_dev_the_students_threshold_is_picked_on_examples_kept_out_of_its_transfer_set(tmp_path, data, tiny_bert_dir, bilstm_run):
+    from rasa_kd.distill.confidence import threshold_keeping, top_intents
+
+    config = tiny_config(data, tiny_bert_dir, **{"teacher.path": str(bilstm_run[0] / "teacher"), "data.dev": None,
+                                                 "student.training.epochs": 3})
+    metrics = pipeline.distill(config, tmp_path / "run", progress=False)
+    picked = json.loads((tmp_path / "run" / "student" / "student.json").read_text())["fallback_threshold"]
+    assert picked["split"] == pipeline.HOLDOUT_SPLIT and picked["messages"] == 3  # one of each intent's 12
+    stats = json.loads((tmp_path / "run" / "transfer_set.json").read_text())
+    assert stats["kept_back_for_threshold"] == 3 and stats["by_source"]["train"] == 33
+    transfer_keys = {sentence_key(t) for t in TransferSet.load(tmp_path / "run" / "transfer_set.jsonl").texts}
+    texts, intents = tests_intent_pairs()
+    kept_back = [texts[i] for i in pipeline.threshold_holdout(texts, intents, 0.1, config.transfer_set.random_seed)]
+    assert not transfer_keys & {sentence_key(t) for t in kept_back}  # neither they nor their augmentations
+    student = StudentModel.load(tmp_path / "run" / "student")
+    assert picked["threshold"] == pytest.approx(threshold_keeping(top_intents(student, kept_back)[1], 0.95))
+    # Applied to test in the evaluation; the teacher, which trained on them, gets none.
+    assert metrics["student"]["confidence"]["dev_threshold"]["split"] == pipeline.HOLDOUT_SPLIT
+    assert "dev_threshold" not in metrics["teacher"]["confidence"]
+    assert "kept out of the transfer set (3)" in (tmp_path / "run" / "report.md").read_text()

@@ -137,11 +137,12 @@ class DistilledIntentClassifier(StudentIntentClassifier):
         picked = self.student.record.get("fallback_threshold")
         if picked:
             logger.info(f"{self._name}: FallbackClassifier threshold {picked['threshold']:.2f} keeps "
-                        f"{100 * picked['keep']:.0f}% of the student's answers on the {picked['messages']} held-out examples "
-                        f"(dev_fraction {self.settings.dev_fraction}); it is recorded in the student's student.json")
+                        f"{100 * picked['keep']:.0f}% of the student's answers on {picked['messages']} held-out "
+                        f"{'examples (dev_fraction)' if picked['split'] == 'dev' else picked['split']}; it is recorded in "
+                        f"the student's student.json")
         else:
             logger.info(f"{self._name}: no held-out examples, so no FallbackClassifier threshold was picked; "
-                        f"set dev_fraction (for instance 0.1) to have one picked and recorded")
+                        f"set dev_fraction or transfer_set.threshold_holdout to have one picked and recorded")
         return self._resource
 
     def _split(self, examples):

@@ -92,6 +92,11 @@ class TransferSetSettings:
     rules: RuleAugmentation = setting(RuleAugmentation(), "Tang et al. 2019 rules", section(RuleAugmentation))
     gpt2: GPT2Augmentation = setting(GPT2Augmentation(), "GPT-2 generation", section(GPT2Augmentation))
     unlabelled_file: Optional[str] = setting(None, "text file of unlabelled in-domain sentences, one a line, added first", optional_text())
+    threshold_holdout: float = setting(
+        0.1, "without a dev split, this share of each intent's training sentences (intents with 5 or more) is kept out "
+        "of the transfer set: the student never sees them nor their augmentations, and its fallback threshold is "
+        "picked on them (the teacher still trains on them); 0: none, and no threshold without a dev split",
+        number(0.0, 0.5))
     outliers: float = setting(
         0.1, "share of the transfer set made of synthetic out-of-scope sentences (as the teacher's outliers): labelled "
         "by the teacher like the rest, they teach the student its low confidence outside the intents", number(0.0, 1.0))

@@ -183,15 +183,18 @@ def _confidence_section(teacher: dict, student: dict) -> List[str]:
     lines.append("")
     picked = [(name, c["dev_threshold"]) for name, c in blocks if c.get("dev_threshold")]
     if picked:
-        lines += [f"The threshold to set (`FallbackClassifier`'s `threshold`), picked on dev: it keeps 95% of the "
-                  f"answers on dev ({picked[0][1]['messages']} messages). What it does on {split}:", "",
-                  f"| model | threshold (dev) | in-scope answers kept on {split} | in-scope accuracy at threshold | "
-                  "out of scope caught |", "|---|---|---|---|---|"]
-        lines += [f"| {name} | {d['threshold']:.2f} | {_pct(d['in_scope_kept'])} | {_pct(d['in_scope_accuracy_at_threshold'])} | "
-                  f"{_pct(d['out_of_scope_recall'])} |" for name, d in picked]
+        lines += ["The threshold to set (`FallbackClassifier`'s `threshold`), picked on held-out messages: it keeps 95% "
+                  f"of the answers there. What it does on {split}:", "",
+                  f"| model | threshold | picked on | in-scope answers kept on {split} | in-scope accuracy at threshold | "
+                  "out of scope caught |", "|---|---|---|---|---|---|"]
+        lines += [f"| {name} | {d['threshold']:.2f} | {d['split']} ({d['messages']}) | {_pct(d['in_scope_kept'])} | "
+                  f"{_pct(d['in_scope_accuracy_at_threshold'])} | {_pct(d['out_of_scope_recall'])} |" for name, d in picked]
+        if len(picked) < len(blocks):
+            lines += ["", "No dev split: the teacher trained on every other labelled message, so none is held out for it."]
     else:
-        lines.append("No dev split: no threshold could be picked on held-out messages (the one above is picked on "
-                     f"{split} itself). Keep some labelled messages apart and pick it there.")
+        lines.append("No dev split, and no training examples kept out of the transfer set "
+                     "(`transfer_set.threshold_holdout`): no threshold could be picked on held-out messages (the one "
+                     f"above is picked on {split} itself). Keep some labelled messages apart and pick it there.")
     return lines + [""]
 
 

@@ -32,6 +32,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from rasa_kd.distill.config import DistillConfig, save_config
+from rasa_kd.distill.transfer_set import threshold_holdout
 from rasa_kd.errors import ConfigError, DataError, ModelLoadError
 from rasa_kd.io_utils import atomic_directory, read_json, sha256_file, write_json
 from rasa_kd.provenance import fingerprint, package_versions
@@ -39,6 +40,7 @@ from rasa_kd.provenance import fingerprint, package_versions
 logger = logging.getLogger(__name__)
 
 STAGES = ("teacher", "augment", "label", "student", "evaluate")
+HOLDOUT_SPLIT = "training examples kept out of the transfer set"
 Examples = Tuple[List[str], List[str]]  # (texts, intents)
 
 
@@ -219,6 +221,11 @@ class Distillation:
         started = time.perf_counter()
         splits = self.splits
         held_out = [text for split in ("dev", "test") if split in splits for text in splits[split][0]]
+        # Sentences kept back to pick the student's threshold on: never in the transfer set, nor their augmentations.
+        kept_back = set(self._threshold_holdout())
+        train = ([t for i, t in enumerate(splits["train"][0]) if i not in kept_back],
+                 [t for i, t in enumerate(splits["train"][1]) if i not in kept_back])
+        held_out += [splits["train"][0][i] for i in sorted(kept_back)]
         rng = np.random.default_rng(ts_settings.random_seed)
         rules = None
         if "rules" in ts_settings.augmentation:
@@ -227,22 +234,34 @@ class Distillation:
             lowercase = bool(getattr(teacher.tokenizer, "do_lower_case", True))
             neighbours = WordNeighbours(vocab, embeddings, ts_settings.rules.neighbours, lowercase) if ts_settings.rules.replace_prob else None
             rules = RuleAugmenter(ts_settings.rules, neighbours, rng)
-        gpt2 = _gpt2_generator(ts_settings, splits["train"][0], self.progress) if "gpt2" in ts_settings.augmentation else None
+        gpt2 = _gpt2_generator(ts_settings, train[0], self.progress) if "gpt2" in ts_settings.augmentation else None
         outliers = None
         if ts_settings.outliers:
-            outliers = OutlierMaker(*splits["train"], teacher.tokenizer.get_vocab(), np.random.default_rng(ts_settings.random_seed + 1),
+            outliers = OutlierMaker(*train, teacher.tokenizer.get_vocab(), np.random.default_rng(ts_settings.random_seed + 1),
                                     words=STUDENT_WORDS)
         given = self.config.teacher.out_of_scope_file
-        transfer = build_transfer_set(*splits["train"], held_out, ts_settings, rule_augmenter=rules, gpt2_generator=gpt2,
+        transfer = build_transfer_set(*train, held_out, ts_settings, rule_augmenter=rules, gpt2_generator=gpt2,
                                       outlier_maker=outliers,
                                       out_of_scope=read_out_of_scope(Path(given), "teacher.out_of_scope_file") if given else ())
         transfer.save(run.transfer_set)
-        stats = {**transfer.stats, "augmentation": ts_settings.augmentation, "settings": dataclasses.asdict(ts_settings),
+        stats = {**transfer.stats, "kept_back_for_threshold": len(kept_back), "augmentation": ts_settings.augmentation, "settings": dataclasses.asdict(ts_settings),
                  "sha256": sha256_file(run.transfer_set)}
         write_json(run.transfer_stats, stats)
         run.record_stage("augment", time.perf_counter() - started, inputs)
         logger.info("transfer set: %d sentences (%s)", len(transfer), stats["by_source"])
         return transfer
+
+    def _threshold_holdout(self) -> List[int]:
+        """Indices of the training examples kept out of the transfer set to pick the student's threshold on
+        (none with a dev split, which serves instead; never an example of ``teacher.out_of_scope_intent``)."""
+        if "dev" in self.splits:
+            return []
+        texts, intents = self.splits["train"]
+        name = self.config.teacher.out_of_scope_intent
+        in_scope = [i for i, intent in enumerate(intents) if intent != name]
+        ts = self.config.transfer_set
+        chosen = threshold_holdout([texts[i] for i in in_scope], [intents[i] for i in in_scope], ts.threshold_holdout, ts.random_seed)
+        return [in_scope[i] for i in chosen]
 
     def saved_transfer_set(self):
         from rasa_kd.distill.transfer_set import TransferSet
@@ -324,14 +343,28 @@ class Distillation:
         extra = {"training": {
             "best_epoch": result.best_epoch, f"dev_{result.dev_metric}": result.best_score,
             "epochs_run": len(result.epochs), "stopped_early": result.stopped_early, "seconds": round(result.seconds, 1)}}
-        if "dev" in splits:
-            extra["fallback_threshold"] = self._dev_threshold(student)
-            logger.info("student: a FallbackClassifier threshold of %.2f keeps 95%% of its answers on dev (%d messages)",
-                        extra["fallback_threshold"]["threshold"], extra["fallback_threshold"]["messages"])
+        picked = self._student_threshold(student)
+        if picked:
+            extra["fallback_threshold"] = picked
+            logger.info("student: a FallbackClassifier threshold of %.2f keeps 95%% of its answers on %s (%d messages)",
+                        picked["threshold"], picked["split"], picked["messages"])
         student.save(run.student, overwrite=True, extra=extra)
         write_json(run.training, result.as_dict())
         run.record_stage("student", time.perf_counter() - started, inputs, kind=s.type)
         return student.use_numpy()  # served as a loaded student is
+
+    def _student_threshold(self, student) -> Optional[dict]:
+        """The student's threshold keeping 95% of its answers on dev, else on the examples kept out of its
+        transfer set; None without either."""
+        from rasa_kd.distill import confidence as conf
+
+        if "dev" in self.splits:
+            return self._dev_threshold(student)
+        kept_back = self._threshold_holdout()
+        if not kept_back:
+            return None
+        texts = [self.splits["train"][0][i] for i in kept_back]
+        return conf.held_out_threshold(conf.top_intents(student, texts)[1], HOLDOUT_SPLIT)
 
     def _dev_threshold(self, model) -> dict:
         """The threshold that keeps 95% of ``model``'s answers on the dev split (held out from training)."""
@@ -416,15 +449,19 @@ class Distillation:
         out_texts = conf.read_out_of_scope(Path(self.config.data.out_of_scope)) if self.config.data.out_of_scope else []
         out_texts = (out_texts + self.held_out_out_of_scope(split)) or None
         results, in_scope, out_of_scope = {}, {}, {}
-        held_out = "dev" in self.splits and split != "dev"
+        dev = "dev" in self.splits and split != "dev"
         for name, model in models.items():
             predicted, top = conf.top_intents(model, texts)
             correct = np.array([p == g for p, g in zip(predicted, gold)])
             out = conf.top_intents(model, out_texts)[1] if out_texts else None
             results[name] = {"split": split, **conf.confidence_scores(top, correct, out)}
-            if held_out:  # the threshold a user would set, picked on dev, and what it does on this split
-                # The student stage recorded its own; only the teacher's is computed here.
-                picked = getattr(model, "record", {}).get("fallback_threshold") or self._dev_threshold(model)
+            # The threshold a user would set, picked on held-out messages, and what it does on this split: the
+            # student stage recorded its own (on dev, or on the examples kept out of its transfer set); the
+            # teacher's is picked on dev (it trained on every other example).
+            picked = getattr(model, "record", {}).get("fallback_threshold") if name == "student" else None
+            if picked is None and dev:
+                picked = self._dev_threshold(model)
+            if picked is not None and picked["split"] != split:
                 results[name]["dev_threshold"] = {**picked, **conf.at_threshold(picked["threshold"], top, correct, out)}
             in_scope[name], out_of_scope[name] = (top, correct), out
         self.run.plots.mkdir(exist_ok=True)

@@ -113,6 +113,24 @@ class _Builder:
         return added
 
 
+def threshold_holdout(texts: Sequence[str], intents: Sequence[str], share: float, seed: int) -> List[int]:
+    """Indices of the training sentences kept out of the transfer set to pick the student's fallback threshold on:
+    ``round(share * n)`` of each intent with 5 or more examples (at least one), drawn with ``seed``."""
+    if not share:
+        return []
+    by_intent: Dict[str, List[int]] = {}
+    for index, intent in enumerate(intents):
+        by_intent.setdefault(intent, []).append(index)
+    rng = np.random.default_rng(seed)
+    chosen: List[int] = []
+    for intent in sorted(by_intent):
+        indices = by_intent[intent]
+        if len(indices) >= 5:
+            count = max(1, int(round(share * len(indices))))
+            chosen.extend(int(i) for i in rng.choice(indices, size=count, replace=False))
+    return sorted(chosen)
+
+
 def transfer_set_target(settings, training_sentences: int) -> int:
     """Sentences asked for: ``size`` if set, else the multiple of the training set, at least ``min_size``."""
     if settings.size is not None:
