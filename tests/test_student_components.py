@@ -128,7 +128,7 @@ DISTILLED = {
     "transfer_set": {"size": 300},
     "bilstm": {"hidden_units": 16, "dense_units": 16, "max_seq_length": 16},
     "tinybert": {"layers": 1, "hidden_size": 16, "heads": 2, "intermediate_size": 32, "max_seq_length": 16},
-    "training": {"epochs": 10, "batch_size": 16, "learning_rate": 5e-3},
+    "training": {"epochs": 15, "batch_size": 16, "learning_rate": 5e-3},
 }
 
 
