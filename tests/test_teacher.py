@@ -51,6 +51,16 @@ def test_save_and_load_give_identical_logits(trained, tmp_path):
     assert loaded.settings == teacher.settings and loaded.fingerprint == record["fingerprint"]
 
 
+def test_a_teacher_saved_before_outlier_exposure_loads_as_trained_without_it(trained, tmp_path):
+    teacher, _ = trained
+    path = teacher.save(tmp_path / "teacher")
+    record = json.loads((path / "rasa_kd.json").read_text())
+    assert record["settings"]["outliers"] == 0.5
+    del record["settings"]["outliers"], record["settings"]["outlier_weight"]
+    (path / "rasa_kd.json").write_text(json.dumps(record))
+    assert Teacher.load(path).settings.outliers == 0.0
+
+
 def test_a_crash_while_saving_leaves_no_folder(trained, tmp_path, monkeypatch):
     teacher, _ = trained
 

@@ -159,7 +159,8 @@ class Teacher:
                 raise ModelLoadError(f"{file} does not match its checksum in {RECORD_FILE}; the file is damaged")
         from transformers import TFAutoModelForSequenceClassification
 
-        settings = TeacherSettings.from_dict(record["settings"], owner=str(path / RECORD_FILE))
+        # A teacher saved before outlier exposure existed was trained without it.
+        settings = TeacherSettings.from_dict({"outliers": 0.0, **record["settings"]}, owner=str(path / RECORD_FILE))
         try:
             with bert._quiet_transformers():
                 model = TFAutoModelForSequenceClassification.from_pretrained(str(path), local_files_only=True)
