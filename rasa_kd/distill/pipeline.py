@@ -109,28 +109,31 @@ class Distillation:
         self.run = RunFolder(output)
         self.progress, self.force = progress, force
         self._splits = {name: (list(texts), list(intents)) for name, (texts, intents) in splits.items()} if splits else None
+        self._in_scope: Optional[Dict[str, Examples]] = None
         self._teacher = self._transfer = self._labelling = self._student = None
         self.run.root.mkdir(parents=True, exist_ok=True)
         save_config(self.config, self.run.config)
 
     @property
-    def splits(self) -> Dict[str, Examples]:
-        """train (every example), dev and test (in-scope examples only: see :meth:`held_out_out_of_scope`)."""
+    def _all_splits(self) -> Dict[str, Examples]:
+        """Every example of every split, read once."""
         if self._splits is None:
             self._splits = load_splits(self.config)
-        name = self.config.teacher.out_of_scope_intent
-        if name is None:
-            return self._splits
-        return {split: (texts, intents) if split == "train" else
-                ([t for t, i in zip(texts, intents) if i != name], [i for i in intents if i != name])
-                for split, (texts, intents) in self._splits.items()}
+        return self._splits
+
+    @property
+    def splits(self) -> Dict[str, Examples]:
+        """train (every example), dev and test (in-scope examples only: see :meth:`held_out_out_of_scope`)."""
+        if self._in_scope is None:
+            name = self.config.teacher.out_of_scope_intent
+            self._in_scope = {split: examples if split == "train" or name is None else _without(examples, name)
+                              for split, examples in self._all_splits.items()}
+        return self._in_scope
 
     def held_out_out_of_scope(self, split: str) -> List[str]:
         """The dev or test examples of ``teacher.out_of_scope_intent``: out-of-scope sentences to score."""
         name = self.config.teacher.out_of_scope_intent
-        if self._splits is None:
-            self._splits = load_splits(self.config)
-        texts, intents = self._splits.get(split, ([], []))
+        texts, intents = self._all_splits.get(split, ([], []))
         return [t for t, i in zip(texts, intents) if name is not None and i == name]
 
     def data_fingerprint(self) -> List[str]:
