@@ -87,6 +87,8 @@ def _add_stage(subparsers: argparse._SubParsersAction, stage: str) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any setting, e.g. --set student.training.epochs=5 (repeatable)")
     parser.add_argument("--force", action="store_true", help="redo stages even if their inputs did not change")
+    parser.add_argument("--strategy", choices=("one_device", "mirrored", "multi_worker"),
+                        help="where training computes (compute.strategy; multi_worker reads TF_CONFIG, see docs/scaling.md)")
     bars = parser.add_mutually_exclusive_group()
     bars.add_argument("--progress", dest="progress", action="store_const", const=True,
                       help="progress bars even when standard error is not a terminal (default: only on a terminal)")
@@ -103,7 +105,7 @@ def resolve_config(args: argparse.Namespace):
         base = args.output / "config.yml"
     overrides = {}
     for flag, key in (("train", "data.train"), ("dev", "data.dev"), ("test", "data.test"), ("out_of_scope", "data.out_of_scope"),
-                      ("student", "student.type"), ("teacher", "teacher.path")):
+                      ("student", "student.type"), ("teacher", "teacher.path"), ("strategy", "compute.strategy")):
         if getattr(args, flag) is not None:
             overrides[key] = getattr(args, flag)
     for item in args.set:

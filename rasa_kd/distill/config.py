@@ -113,6 +113,9 @@ class LabellingSettings:
     batch_size: int = setting(128, "sentences per teacher call", integer(1, 65536))
     shard_size: int = setting(4096, "sentences per cache file; a killed run loses at most one shard of work", integer(1, 10**7))
     cache_dir: Optional[str] = setting(None, "where logits are cached (default: OUTPUT/cache)", optional_text())
+    claim_minutes: float = setting(
+        60.0, "several labelling workers share the cache by claiming shards: a claim by a worker on another host is "
+        "taken over after this many minutes (on the same host, as soon as its process is gone)", number(0.0, 1e6, min_inclusive=False))
 
 
 @dataclass
@@ -166,6 +169,21 @@ class EvaluationSettings:
 
 
 @dataclass
+class ComputeSettings:
+    strategy: str = setting(
+        "one_device", "where the teacher's fine-tuning and the student's training compute (tf.distribute): one_device; "
+        "mirrored, every GPU of this host (or the CPU split by cpu_replicas); multi_worker, the hosts of TF_CONFIG "
+        "(docs/scaling.md). The global batch size and learning-rate schedule mean the same on any number of replicas",
+        one_of("one_device", "mirrored", "multi_worker"))
+    cpu_replicas: int = setting(0, "mirrored without GPUs: split the CPU into this many logical devices and mirror over "
+                                "them (to try the distributed path; no faster than one device)", integer(0, 64))
+    checkpoint_minutes: float = setting(
+        5.0, "minutes between resume checkpoints of the teacher's fine-tuning and the student's training (0: after "
+        "every step): the same command after a crash or kill continues from the last one instead of starting "
+        "again (OUTPUT/resume/, deleted when the stage is done)", number(0.0, 1e6))
+
+
+@dataclass
 class DistillConfig:
     data: DataSettings = setting(DataSettings(), "input files", section(DataSettings))
     teacher: TeacherStageSettings = setting(TeacherStageSettings(), "the teacher", section(TeacherStageSettings))
@@ -173,6 +191,7 @@ class DistillConfig:
     labelling: LabellingSettings = setting(LabellingSettings(), "teacher logits", section(LabellingSettings))
     student: StudentStageSettings = setting(StudentStageSettings(), "the student", section(StudentStageSettings))
     evaluation: EvaluationSettings = setting(EvaluationSettings(), "scores and latency", section(EvaluationSettings))
+    compute: ComputeSettings = setting(ComputeSettings(), "where and how training runs", section(ComputeSettings))
 
 
 def parse_override(text: str) -> tuple:

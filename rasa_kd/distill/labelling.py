@@ -4,9 +4,18 @@ The cache folder is named by a key of the teacher's fingerprint, the transfer se
 shard size. Shard ``i`` holds the logits of sentences ``[i*S, (i+1)*S)`` and appears under its final
 name only once complete (written to a temporary name, then renamed), so a reader never sees half a
 shard and a rerun skips every finished one.
+
+Several workers (processes, on one host or on hosts sharing the folder) can label one cache at once:
+a worker computes a shard only after claiming it (``shard-i.claim``, created exclusively, naming its
+host and process), so each shard is computed once; it then takes the shards others finished. The
+claim of a worker that died is taken over: at once on its own host (its process is gone), after
+``claim_timeout`` seconds from another host. A killed worker loses at most the shard it was computing.
 """
 import hashlib
+import json
 import logging
+import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +35,9 @@ class LabellingResult:
     logits: np.ndarray  # float32 [sentences, labels]
     cache_dir: Path
     shards: int
-    reused_shards: int
+    reused_shards: int  # finished before this call started
     seconds: float
+    computed_shards: int = 0  # by this worker; the rest were reused or computed by other workers meanwhile
 
 
 def cache_key(teacher_fingerprint: str, texts: Sequence[str], max_seq_length: int, shard_size: int) -> str:
@@ -56,6 +66,49 @@ def _load_shard(path: Path, rows: int, labels: int) -> Optional[np.ndarray]:
     return logits if logits.shape == (rows, labels) else None
 
 
+def _claim_path(folder: Path, index: int) -> Path:
+    return folder / f"shard-{index:06d}.claim"
+
+
+def _holder_is_gone(claim: Path, timeout: float) -> bool:
+    """Whether the worker that claimed a shard is dead: its process on this host, or silent for ``timeout``."""
+    try:
+        holder = json.loads(claim.read_text(encoding="utf-8"))
+        age = time.time() - claim.stat().st_mtime
+    except (OSError, ValueError):
+        return False  # being written or just released: look again later
+    if holder.get("host") == socket.gethostname():
+        try:
+            os.kill(int(holder["pid"]), 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, KeyError, ValueError):
+            return False
+        return False
+    return age > timeout
+
+
+def _try_claim(folder: Path, index: int, timeout: float) -> bool:
+    """Claim shard ``index`` for this process; False if a live worker holds it."""
+    claim = _claim_path(folder, index)
+    if claim.exists() and _holder_is_gone(claim, timeout):
+        try:  # one worker wins the take-over: the rename moves the dead claim away exactly once
+            os.replace(claim, folder / f".{claim.name}.{os.getpid()}.dead")
+            (folder / f".{claim.name}.{os.getpid()}.dead").unlink()
+            logger.info("labelling: taking over %s from a worker that is gone", claim.name)
+        except FileNotFoundError:
+            pass
+    try:
+        handle = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        json.dump({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}, out)
+    for stale in folder.glob(f".shard-{index:06d}.npy.*.tmp"):  # a dead holder's half-written shard; never read
+        stale.unlink(missing_ok=True)
+    return True
+
+
 def label_transfer_set(
     teacher,
     texts: Sequence[str],
@@ -63,14 +116,15 @@ def label_transfer_set(
     batch_size: int = 128,
     shard_size: int = 4096,
     progress: bool = True,
+    claim_timeout: float = 3600.0,
+    poll_seconds: float = 0.5,
 ) -> LabellingResult:
-    """Return the teacher's logits for ``texts``, computing only the shards not cached yet."""
+    """Return the teacher's logits for ``texts``, computing only the shards not cached yet (nor being
+    computed by another worker: those are waited for)."""
     started = time.perf_counter()
     key = cache_key(teacher.fingerprint, texts, teacher.max_seq_length, shard_size)
     folder = Path(cache_root) / f"logits-{key}"
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob(".shard-*.tmp"):  # left by a killed run; never read
-        stale.unlink()
     meta = {"key": key, "teacher_fingerprint": teacher.fingerprint, "sentences": len(texts),
             "labels": teacher.labels, "shard_size": shard_size}
     if (folder / "cache.json").is_file() and read_json(folder / "cache.json") != meta:
@@ -79,25 +133,47 @@ def label_transfer_set(
 
     n_labels = len(teacher.labels)
     shard_count = (len(texts) + shard_size - 1) // shard_size
-    parts, todo = [None] * shard_count, []
+    rows = [min(shard_size, len(texts) - index * shard_size) for index in range(shard_count)]
+    parts = [None] * shard_count
     for index in range(shard_count):
-        rows = min(shard_size, len(texts) - index * shard_size)
         path = _shard_path(folder, index)
-        parts[index] = _load_shard(path, rows, n_labels) if path.is_file() else None
-        if parts[index] is None:
-            todo.append(index)
-    reused = shard_count - len(todo)
+        parts[index] = _load_shard(path, rows[index], n_labels) if path.is_file() else None
+    pending = [index for index in range(shard_count) if parts[index] is None]
+    reused = shard_count - len(pending)
     if reused:
         logger.info("labelling: %d of %d shards already in %s", reused, shard_count, folder)
     bar = progress_bar(enabled=progress, description="teacher logits", total=len(texts), unit="sentence",
-                       initial=sum(p.shape[0] for p in parts if p is not None))
-    for index in todo:
-        start = index * shard_size
-        shard_texts = texts[start : start + shard_size]
-        logits = teacher.logits(shard_texts, batch_size=batch_size)
-        _save_shard(_shard_path(folder, index), logits)
-        parts[index] = logits
-        bar.update(len(shard_texts))
+                       initial=sum(rows[i] for i in range(shard_count) if parts[i] is not None))
+    computed, waiting_since = 0, None
+    while pending:
+        left = []
+        for index in pending:
+            path = _shard_path(folder, index)
+            if path.is_file() and not _claim_path(folder, index).exists():
+                parts[index] = _load_shard(path, rows[index], n_labels)  # finished by another worker (None: damaged)
+            if parts[index] is None and _try_claim(folder, index, claim_timeout):
+                try:
+                    # Finished by a worker that died before releasing it? Then it is whole (it was renamed in).
+                    parts[index] = _load_shard(path, rows[index], n_labels) if path.is_file() else None
+                    if parts[index] is None:
+                        start = index * shard_size
+                        parts[index] = teacher.logits(texts[start : start + shard_size], batch_size=batch_size)
+                        _save_shard(path, parts[index])
+                        computed += 1
+                finally:
+                    _claim_path(folder, index).unlink(missing_ok=True)
+            if parts[index] is None:
+                left.append(index)
+            else:
+                bar.update(rows[index])
+        if len(left) == len(pending):  # every shard left is another worker's, for now
+            if waiting_since is None:
+                waiting_since = time.monotonic()
+                logger.info("labelling: waiting for %d shards other workers are computing", len(left))
+            time.sleep(poll_seconds)
+        else:
+            waiting_since = None
+        pending = left
     bar.close()
     logits = np.concatenate(parts) if parts else np.zeros((0, n_labels), dtype=np.float32)
-    return LabellingResult(logits, folder, shard_count, reused, time.perf_counter() - started)
+    return LabellingResult(logits, folder, shard_count, reused, time.perf_counter() - started, computed)

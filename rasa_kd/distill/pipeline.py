@@ -9,6 +9,7 @@ command line) resumes instead of starting again:
     OUT/transfer_set.jsonl    the transfer set; OUT/transfer_set.json its statistics
     OUT/cache/logits-KEY/     the teacher's logits, shard by shard (resumable)
     OUT/checkpoints/          model-best/, model-last/, tensorboard/ of the student's training
+    OUT/resume/teacher|student/  checkpoints of a training in progress (a rerun resumes; deleted when done)
     OUT/student/              the student the Rasa components load
     OUT/metrics.json, OUT/report.md, OUT/plots/
     OUT/stages.json           wall time and input fingerprint of each stage
@@ -31,6 +32,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from rasa_kd.distill import distribute
 from rasa_kd.distill.config import DistillConfig, save_config
 from rasa_kd.distill.transfer_set import threshold_holdout
 from rasa_kd.errors import ConfigError, DataError, ModelLoadError
@@ -57,6 +59,7 @@ class RunFolder:
     transfer_stats = property(lambda self: self.root / "transfer_set.json")
     labelling = property(lambda self: self.root / "labelling.json")
     checkpoints = property(lambda self: self.root / "checkpoints")
+    resume = property(lambda self: self.root / "resume")
     student = property(lambda self: self.root / "student")
     training = property(lambda self: self.root / "student_training.json")
     metrics = property(lambda self: self.root / "metrics.json")
@@ -104,15 +107,21 @@ class Distillation:
     """
 
     def __init__(self, config: DistillConfig, output: Path, splits: Optional[Dict[str, Examples]] = None,
-                 progress: bool = True, force: bool = False):
+                 progress: bool = True, force: bool = False, resumable: bool = True):
         self.config = absolute_paths(config)
         self.run = RunFolder(output)
-        self.progress, self.force = progress, force
+        self.progress, self.force, self.resumable = progress, force, resumable
+        compute = self.config.compute
+        # Made first: a multi-worker strategy must exist before TensorFlow runs anything else in the process.
+        self.strategy = distribute.make_strategy(compute.strategy, cpu_replicas=compute.cpu_replicas)
+        # Of a cluster's workers only the chief writes the run's files; the others train along and return.
+        self.chief = distribute.is_chief(self.strategy)
         self._splits = {name: (list(texts), list(intents)) for name, (texts, intents) in splits.items()} if splits else None
         self._in_scope: Optional[Dict[str, Examples]] = None
         self._teacher = self._transfer = self._labelling = self._student = None
         self.run.root.mkdir(parents=True, exist_ok=True)
-        save_config(self.config, self.run.config)
+        if self.chief:
+            save_config(self.config, self.run.config)
 
     @property
     def _all_splits(self) -> Dict[str, Examples]:
@@ -185,10 +194,23 @@ class Distillation:
             teacher = Teacher.load(run.teacher)
         else:
             splits = self.splits
-            teacher, _ = fine_tune_teacher(*splits["train"], self._teacher_settings(), dev=splits.get("dev"), progress=self.progress)
+            teacher, _ = fine_tune_teacher(*splits["train"], self._teacher_settings(), dev=splits.get("dev"), progress=self.progress,
+                                           strategy=self.strategy, **self._resume_arguments("teacher", inputs))
+            if not self.chief:
+                return teacher
             teacher.save(run.teacher, overwrite=True, extra={"data": {"train": config.data.train, "dev": config.data.dev}})
         run.record_stage("teacher", time.perf_counter() - started, inputs, fingerprint=teacher.fingerprint)
+        shutil.rmtree(run.resume / "teacher", ignore_errors=True)
         return teacher
+
+    def _resume_arguments(self, stage: str, inputs: str) -> dict:
+        """Where ``stage``'s training checkpoints to resume from, and how often (``force`` starts afresh)."""
+        if not self.resumable:
+            return {}
+        folder = self.run.resume / stage
+        if self.force:
+            shutil.rmtree(folder, ignore_errors=True)
+        return {"resume_dir": folder, "checkpoint_seconds": 60.0 * self.config.compute.checkpoint_minutes, "resume_key": inputs}
 
     def saved_teacher(self):
         """The teacher of an earlier stage run, for stages run on their own."""
@@ -287,11 +309,14 @@ class Distillation:
         from rasa_kd.distill.labelling import label_transfer_set
 
         teacher, transfer, run = self.saved_teacher(), self.saved_transfer_set(), self.run
-        result = label_transfer_set(teacher, transfer.texts, run.cache(self.config), self.config.labelling.batch_size,
-                                    self.config.labelling.shard_size, self.progress)
+        settings = self.config.labelling
+        result = label_transfer_set(teacher, transfer.texts, run.cache(self.config), settings.batch_size, settings.shard_size,
+                                    self.progress, claim_timeout=60.0 * settings.claim_minutes)
         record = {"cache": str(result.cache_dir), "sentences": len(transfer), "shards": result.shards,
-                  "reused_shards": result.reused_shards, "seconds": round(result.seconds, 2),
+                  "reused_shards": result.reused_shards, "computed_shards": result.computed_shards, "seconds": round(result.seconds, 2),
                   "teacher_fingerprint": teacher.fingerprint, "transfer_set_sha256": sha256_file(run.transfer_set)}
+        if not self.chief:
+            return result
         write_json(run.labelling, record)
         if result.reused_shards < result.shards:
             run.record_stage("label", result.seconds, record["transfer_set_sha256"], reused_shards=result.reused_shards)
@@ -328,7 +353,8 @@ class Distillation:
                         training.epochs, len(transfer), len(splits["train"][0]))
         record = {"teacher_fingerprint": teacher.fingerprint, "teacher_base_model": teacher.record.get("base_model"),
                   "transfer_set_sha256": transfer_sha, "training_settings": dataclasses.asdict(training)}
-        student, teacher_ids = new_student(s.type, arch_settings, teacher, transfer.texts, s.training.random_seed, record)
+        with distribute.scope(self.strategy):
+            student, teacher_ids = new_student(s.type, arch_settings, teacher, transfer.texts, s.training.random_seed, record)
 
         index = {label: i for i, label in enumerate(student.labels)}
         gold = np.array([index.get(i, -1) if i is not None else -1 for i in transfer.intents], dtype=np.int32)
@@ -340,8 +366,10 @@ class Distillation:
         result = train_student(
             student, student.vocab.map(teacher_ids), logits, gold, student.encode(dev_texts), dev_gold, training,
             run.checkpoints, teacher=teacher, teacher_train_ids=teacher_ids, progress=self.progress,
-            held_out_dev="dev" in splits,
+            held_out_dev="dev" in splits, strategy=self.strategy, **self._resume_arguments("student", inputs),
         )
+        if not self.chief:
+            return student
         student.extend_vocabulary()
         extra = {"training": {
             "best_epoch": result.best_epoch, f"dev_{result.dev_metric}": result.best_score,
@@ -354,6 +382,7 @@ class Distillation:
         student.save(run.student, overwrite=True, extra=extra)
         write_json(run.training, result.as_dict())
         run.record_stage("student", time.perf_counter() - started, inputs, kind=s.type)
+        shutil.rmtree(run.resume / "student", ignore_errors=True)
         return student.use_numpy()  # served as a loaded student is
 
     def _student_threshold(self, student) -> Optional[dict]:
@@ -479,6 +508,9 @@ class Distillation:
 
         A stage uses what earlier stages of this object made, or else what they saved in the folder.
         """
+        if self.config.compute.strategy == "multi_worker" and stage not in ("teacher", "label", "student"):
+            raise ConfigError(f"'compute.strategy: multi_worker' runs the teacher, label and student stages on every worker; "
+                              f"run the {stage} stage on one machine (strategy one_device or mirrored) (docs/scaling.md)")
         return {"teacher": self.teacher, "augment": self.transfer_set, "label": self.labelling,
                 "student": self.student, "evaluate": self.evaluate}[stage]()
 
@@ -572,7 +604,8 @@ def distil_examples(texts: Sequence[str], intents: Sequence[str], config: Option
     if output is not None:
         return Distillation(config, output, splits, progress, force).run_stages(stages)
     with tempfile.TemporaryDirectory(prefix="rasa-kd-distill-") as scratch:
-        return Distillation(config, Path(scratch) / "run", splits, progress, force).run_stages(stages)
+        # A run in a folder deleted at its end has nothing to resume: no resume checkpoints.
+        return Distillation(config, Path(scratch) / "run", splits, progress, force, resumable=False).run_stages(stages)
 
 
 def run_stage(stage: str, config: DistillConfig, output: Path, progress: bool = True, force: bool = False):

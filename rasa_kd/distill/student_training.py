@@ -8,7 +8,9 @@ import numpy as np
 
 from rasa_kd.distill import losses
 from rasa_kd.distill.evaluate import classification_scores
-from rasa_kd.distill.training import Trainer, TrainingRecord
+from rasa_kd.distill import distribute
+from rasa_kd.distill.distribute import apply_gradients, summed_gradients
+from rasa_kd.distill.training import Trainer, TrainingRecord, random_generators
 from rasa_kd.models import bert
 from rasa_kd.models.networks import PAD, default_teacher_layers
 from rasa_kd.models.student import StudentModel
@@ -85,8 +87,10 @@ def _distillation_step(student: StudentModel, optimizer, settings, intermediate:
         variables += intermediate.projection.trainable_variables
     ids_spec = tf.TensorSpec([None, None], tf.int32)
 
-    @tf.function(input_signature=[ids_spec, ids_spec, ids_spec, tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None], tf.int32)])
-    def step(input_ids, attention_mask, teacher_ids, teacher_logits, gold):
+    @tf.function(input_signature=[ids_spec, ids_spec, ids_spec, tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None], tf.int32),
+                                  tf.TensorSpec([], tf.float32)])
+    def step(input_ids, attention_mask, teacher_ids, teacher_logits, gold, scale):
+        """One step on a batch, or on a replica's part of it (``scale``: the part's share of the batch)."""
         with tf.GradientTape() as tape:
             if student.kind == "bilstm":
                 logits = network(input_ids, training=True)
@@ -98,9 +102,10 @@ def _distillation_step(student: StudentModel, optimizer, settings, intermediate:
                 logits = out.logits
                 extra = intermediate.loss(out, teacher_ids, attention_mask) if wants else 0.0
             loss = losses.distillation_loss(logits, teacher_logits, gold, settings.loss, settings.temperature, settings.alpha) + extra
-        gradients = tape.gradient(loss, variables)
+            loss = loss * scale
+        gradients = summed_gradients(tape.gradient(loss, variables))
         gradients, _ = tf.clip_by_global_norm(gradients, settings.clip_norm)
-        optimizer.apply_gradients(zip(gradients, variables))
+        apply_gradients(optimizer, gradients, variables)
         return loss
 
     return step
@@ -117,27 +122,28 @@ class StudentTrainer(Trainer):
     description = "training student"
 
     def __init__(self, student: StudentModel, train_ids, teacher_logits: np.ndarray, gold: np.ndarray, dev_ids, dev_gold,
-                 settings, workdir: Path, intermediate: Optional[_IntermediateTargets], teacher_train_ids, teacher_pad_id: int,
-                 progress: bool, held_out_dev: bool):
+                 settings, workdir: Optional[Path], intermediate: Optional[_IntermediateTargets], teacher_train_ids, teacher_pad_id: int,
+                 progress: bool, held_out_dev: bool, **resume):
         import tensorflow as tf
 
         super().__init__([len(x) for x in train_ids], settings.epochs, settings.batch_size, settings.random_seed, workdir=workdir,
                          progress=progress, dev_metric=settings.dev_metric, patience=settings.early_stopping_patience,
-                         held_out_dev=held_out_dev)
+                         held_out_dev=held_out_dev, **resume)
         self.student, self.train_ids, self.dev_ids, self.dev_gold = student, train_ids, dev_ids, dev_gold
         self.teacher_logits = np.asarray(teacher_logits, dtype=np.float32)
         self.gold = np.asarray(gold, dtype=np.int32)
         self.intermediate, self.teacher_train_ids, self.teacher_pad_id = intermediate, teacher_train_ids, teacher_pad_id
         self.schedule = learning_rate_schedule(settings, self.total_steps)
-        self._step = _distillation_step(student, tf.keras.optimizers.Adam(learning_rate=self.schedule), settings, intermediate)
+        self.optimizer = tf.keras.optimizers.Adam(learning_rate=self.schedule)
+        self.step_fn = _distillation_step(student, self.optimizer, settings, intermediate)
 
-    def train_step(self, batch: np.ndarray) -> float:
+    def step_arrays(self, batch: np.ndarray) -> tuple:
         input_ids, mask = bert.pad([self.train_ids[i] for i in batch], PAD)
         if self.intermediate is not None:
             teacher_ids, _ = bert.pad([self.teacher_train_ids[i] for i in batch], self.teacher_pad_id)
         else:
             teacher_ids = input_ids
-        return float(self._step(input_ids, mask, teacher_ids, self.teacher_logits[batch], self.gold[batch]))
+        return input_ids, mask, teacher_ids, self.teacher_logits[batch], self.gold[batch]
 
     def learning_rate(self, step: int) -> float:
         return float(self.schedule(step))
@@ -154,6 +160,12 @@ class StudentTrainer(Trainer):
     def set_weights(self, weights) -> None:
         self.student.network.set_weights(weights)
 
+    def checkpoint_objects(self) -> dict:
+        objects = {"network": self.student.network, "optimizer": self.optimizer, **random_generators(self.student.network)}
+        if self.intermediate is not None:
+            objects["hidden_projection"] = self.intermediate.projection
+        return objects
+
 
 def train_student(
     student: StudentModel,
@@ -163,24 +175,34 @@ def train_student(
     dev_ids: Sequence[np.ndarray],
     dev_gold: Sequence[str],
     settings,
-    workdir: Path,
+    workdir: Optional[Path],
     teacher=None,
     teacher_train_ids: Optional[Sequence[Sequence[int]]] = None,
     progress: bool = True,
     held_out_dev: bool = True,
+    resume_dir: Optional[Path] = None,
+    checkpoint_seconds: float = 300.0,
+    resume_key: str = "",
+    strategy=None,
 ) -> TrainingRecord:
     """Train ``student`` on the transfer set; keep the weights of the best dev epoch in the network.
 
     ``gold`` holds label indices, -1 where a sentence has no gold intent. ``teacher`` and
     ``teacher_train_ids`` are needed only for TinyBERT's intermediate losses. With
-    ``held_out_dev=False`` the "dev" sentences are training sentences (see :class:`Trainer`).
+    ``held_out_dev=False`` the "dev" sentences are training sentences (see :class:`Trainer`). With
+    ``resume_dir`` the run checkpoints there and a rerun resumes it (see :mod:`rasa_kd.distill.training`).
+    With ``strategy`` (``tf.distribute``) each step is spread over its replicas; build ``student`` in its
+    scope (``distribute.scope(strategy)``).
     """
     intermediate = None
-    if student.kind == "tinybert" and (settings.hidden_loss_weight or settings.attention_loss_weight):
-        if teacher is None or teacher_train_ids is None:
-            raise ValueError("TinyBERT intermediate losses need the teacher and its token ids")
-        intermediate = _IntermediateTargets(student, teacher, settings)
-    pad_id = teacher.tokenizer.pad_token_id if teacher is not None else PAD
-    trainer = StudentTrainer(student, train_ids, teacher_logits, gold, dev_ids, dev_gold, settings, Path(workdir), intermediate,
-                             teacher_train_ids, pad_id, progress, held_out_dev)
+    with distribute.scope(strategy):
+        if student.kind == "tinybert" and (settings.hidden_loss_weight or settings.attention_loss_weight):
+            if teacher is None or teacher_train_ids is None:
+                raise ValueError("TinyBERT intermediate losses need the teacher and its token ids")
+            intermediate = _IntermediateTargets(student, teacher, settings)
+        pad_id = teacher.tokenizer.pad_token_id if teacher is not None else PAD
+        trainer = StudentTrainer(student, train_ids, teacher_logits, gold, dev_ids, dev_gold, settings,
+                                 Path(workdir) if workdir is not None else None, intermediate,
+                                 teacher_train_ids, pad_id, progress, held_out_dev, resume_dir=resume_dir,
+                                 checkpoint_seconds=checkpoint_seconds, resume_key=resume_key, strategy=strategy)
     return trainer.fit()

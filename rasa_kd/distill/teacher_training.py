@@ -8,9 +8,12 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from rasa_kd.distill.outliers import make_outliers
-from rasa_kd.distill.training import Trainer, TrainingRecord
+from rasa_kd.distill import distribute
+from rasa_kd.distill.distribute import apply_gradients, summed_gradients
+from rasa_kd.distill.training import Trainer, TrainingRecord, random_generators
 from rasa_kd.errors import ConfigError, DataError
 from rasa_kd.models import bert
+from rasa_kd.models.networks import use_checkpointable_dropout
 from rasa_kd.models.teacher import Teacher, TeacherSettings
 
 Examples = Tuple[Sequence[str], Sequence[str]]  # (texts, intents)
@@ -21,11 +24,11 @@ class TeacherTrainer(Trainer):
 
     description = "fine-tuning teacher"
 
-    def __init__(self, teacher: Teacher, ids, targets: np.ndarray, dev: Optional[Examples], progress: bool):
+    def __init__(self, teacher: Teacher, ids, targets: np.ndarray, dev: Optional[Examples], progress: bool, **resume):
         settings = teacher.settings
         super().__init__([len(x) for x in ids], settings.epochs, settings.batch_size, settings.random_seed, progress=progress,
                          dev_metric="accuracy" if dev is not None else None, keep="last",
-                         log_level=logging.INFO if dev is not None else logging.DEBUG)
+                         log_level=logging.INFO if dev is not None else logging.DEBUG, **resume)
         from transformers import create_optimizer
 
         self.teacher, self.ids, self.targets, self.dev = teacher, ids, targets, dev
@@ -35,11 +38,12 @@ class TeacherTrainer(Trainer):
             num_warmup_steps=int(settings.warmup_ratio * self.total_steps),
             weight_decay_rate=settings.weight_decay,
         )
-        self._step = _cross_entropy_step(teacher.model, optimizer, settings.outlier_weight)
+        self.optimizer = optimizer
+        self.step_fn = _cross_entropy_step(teacher.model, optimizer, settings.outlier_weight)
 
-    def train_step(self, batch: np.ndarray) -> float:
+    def step_arrays(self, batch: np.ndarray) -> tuple:
         input_ids, mask = bert.pad([self.ids[i] for i in batch], self.teacher.tokenizer.pad_token_id)
-        return float(self._step(input_ids, mask, self.targets[batch]))
+        return input_ids, mask, self.targets[batch]
 
     def evaluate(self) -> dict:
         if self.dev is None:
@@ -48,6 +52,9 @@ class TeacherTrainer(Trainer):
         predicted = self.teacher.logits(texts).argmax(axis=1)
         return {"accuracy": float(np.mean([self.teacher.labels[p] == g for p, g in zip(predicted, gold)]))}
 
+    def checkpoint_objects(self) -> dict:
+        return {"model": self.teacher.model, "optimizer": self.optimizer, **random_generators(self.teacher.model)}
+
 
 def fine_tune_teacher(
     texts: Sequence[str],
@@ -55,11 +62,17 @@ def fine_tune_teacher(
     settings: TeacherSettings,
     dev: Optional[Examples] = None,
     progress: bool = True,
+    resume_dir: Optional[Path] = None,
+    checkpoint_seconds: float = 300.0,
+    resume_key: str = "",
+    strategy=None,
 ) -> Tuple[Teacher, TrainingRecord]:
     """Fine-tune ``settings.model`` to predict ``intents`` from ``texts``.
 
     Labels are the sorted distinct intents, so label ids do not depend on data order. ``dev``
-    (texts, intents) is scored after every epoch for the record; it does not change training.
+    (texts, intents) is scored after every epoch for the record; it does not change training. With
+    ``resume_dir`` the run checkpoints there and a rerun resumes it (see :mod:`rasa_kd.distill.training`);
+    ``strategy`` (``tf.distribute``) spreads each step over its replicas (see :mod:`rasa_kd.distill.distribute`).
     """
     import tensorflow as tf
 
@@ -71,8 +84,10 @@ def fine_tune_teacher(
         raise DataError(f"the teacher needs at least 2 intents to classify, found {len(labels)}: {labels}")
     settings = settings.for_examples(len(texts))
     model_dir = bert.resolve_model_dir(settings.model)
+    use_checkpointable_dropout()
     tf.keras.utils.set_random_seed(settings.random_seed)
-    model = bert.load_sequence_classifier(model_dir, labels)
+    with distribute.scope(strategy):
+        model = bert.load_sequence_classifier(model_dir, labels)
     max_positions = getattr(model.config, "max_position_embeddings", 512)
     if settings.max_seq_length > max_positions:
         raise ConfigError(f"'max_seq_length' is {settings.max_seq_length} but {model_dir} supports at most {max_positions}")
@@ -83,7 +98,10 @@ def fine_tune_teacher(
     outliers = given_outliers + synthetic
     # Target -1: an out-of-scope sentence, trained towards the uniform distribution over the intents.
     targets = np.array([index[intent] for intent in intents] + [-1] * len(outliers), dtype=np.int32)
-    record = TeacherTrainer(teacher, teacher.encode(list(texts) + outliers), targets, dev, progress).fit()
+    with distribute.scope(strategy):  # the optimizer's variables too
+        trainer = TeacherTrainer(teacher, teacher.encode(list(texts) + outliers), targets, dev, progress, resume_dir=resume_dir,
+                                 checkpoint_seconds=checkpoint_seconds, resume_key=resume_key, strategy=strategy)
+    record = trainer.fit()
     teacher.record.update({
         "trained": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         # The teacher record's own shape, as rasa-kd has always written it.
@@ -118,8 +136,9 @@ def _cross_entropy_step(model, optimizer, outlier_weight: float):
 
     spec = tf.TensorSpec([None, None], tf.int32)
 
-    @tf.function(input_signature=[spec, spec, tf.TensorSpec([None], tf.int32)])
-    def step(input_ids, attention_mask, targets):
+    @tf.function(input_signature=[spec, spec, tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.float32)])
+    def step(input_ids, attention_mask, targets, scale):
+        """One step on a batch, or on a replica's part of it (``scale``: the part's share of the batch)."""
         with tf.GradientTape() as tape:
             logits = model(
                 input_ids=input_ids,
@@ -130,10 +149,10 @@ def _cross_entropy_step(model, optimizer, outlier_weight: float):
             in_scope = targets >= 0
             gold = tf.keras.losses.sparse_categorical_crossentropy(tf.maximum(targets, 0), logits, from_logits=True)
             uniform = tf.reduce_logsumexp(logits, axis=-1) - tf.reduce_mean(logits, axis=-1)
-            loss = tf.reduce_mean(tf.where(in_scope, gold, outlier_weight * uniform))
-        gradients = tape.gradient(loss, model.trainable_variables)
+            loss = tf.reduce_mean(tf.where(in_scope, gold, outlier_weight * uniform)) * scale
+        gradients = summed_gradients(tape.gradient(loss, model.trainable_variables))
         gradients, _ = tf.clip_by_global_norm(gradients, 1.0)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        apply_gradients(optimizer, gradients, model.trainable_variables)
         return loss
 
     return step

@@ -10,6 +10,15 @@ from rasa_kd.errors import ConfigError
 PAD, UNK = 0, 1  # the student vocabulary's first ids
 
 
+def use_checkpointable_dropout() -> None:
+    """Make Keras layers built from now on draw dropout masks from ``tf.random.Generator`` objects, whose state a
+    checkpoint holds, so a resumed training run draws the masks an uninterrupted one would (the default legacy
+    random ops restart their sequence in a new process). Call before building a model to train."""
+    import tensorflow as tf
+
+    tf.keras.backend.experimental.enable_tf_random_generator()
+
+
 def build_bilstm(settings, vocab_size: int, num_labels: int, embeddings: Optional[np.ndarray], embedding_dim: int):
     """Embeddings -> stacked BiLSTM (final states of both directions) -> ReLU layer -> logits."""
     import tensorflow as tf

@@ -157,7 +157,7 @@ def new_student(kind: str, settings, teacher, texts: Sequence[str], seed: int,
     """
     import tensorflow as tf
 
-    from rasa_kd.models.networks import build_tinybert, default_teacher_layers, embedding_source
+    from rasa_kd.models.networks import build_tinybert, default_teacher_layers, embedding_source, use_checkpointable_dropout
 
     if kind not in KINDS:
         raise ConfigError(f"student kind must be one of {KINDS}, got {kind!r}")
@@ -166,6 +166,7 @@ def new_student(kind: str, settings, teacher, texts: Sequence[str], seed: int,
     teacher_ids = bert.encode(teacher.tokenizer, texts, settings.max_seq_length, special_tokens)
     vocab = StudentVocab.from_teacher_ids(teacher_ids, teacher.tokenizer)
     source = embedding_source(kind, settings, teacher, vocab.teacher_ids)
+    use_checkpointable_dropout()
     tf.keras.utils.set_random_seed(seed)
     labels = teacher.labels
     architecture = {**dataclasses.asdict(settings), "special_tokens": special_tokens}

@@ -1,0 +1,76 @@
+"""Several labelling workers on one logits cache: each shard computed once, by one worker, and the
+logits of one worker alone; a dead worker's claim is taken over."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from rasa_kd.distill import labelling
+from rasa_kd.distill.labelling import label_transfer_set
+from rasa_kd.distill.transfer_set import TransferSet
+from rasa_kd.models.teacher import Teacher
+from tests.tiny_models import vocabulary
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _transfer_set(path: Path, count: int) -> TransferSet:
+    words = [w for w in vocabulary() if w.isalpha()]
+    rng = np.random.default_rng(1)
+    texts = sorted({" ".join(rng.choice(words, size=rng.integers(3, 9))) for _ in range(count * 2)})[:count]
+    transfer = TransferSet(texts, ["rules"] * len(texts), [None] * len(texts))
+    transfer.save(path)
+    return transfer
+
+
+def test_two_workers_compute_each_shard_once_and_the_logits_of_one(tmp_path, bilstm_run):
+    teacher_dir = bilstm_run[0] / "teacher"
+    transfer = _transfer_set(tmp_path / "transfer_set.jsonl", 8000)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2", "RASA_TELEMETRY_ENABLED": "false"}
+    command = [sys.executable, str(REPO / "tests" / "labelling_worker.py"), str(teacher_dir),
+               str(tmp_path / "transfer_set.jsonl"), str(tmp_path / "shared"), "100"]
+    workers = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=600)
+        assert worker.returncode == 0, err[-3000:]
+        outputs.append(json.loads(out.strip().splitlines()[-1]))
+    assert sum(o["computed"] for o in outputs) == outputs[0]["shards"] == 80, outputs  # none twice, none missed
+    folder = next((tmp_path / "shared").glob("logits-*"))
+    assert not list(folder.glob("*.claim")) and not list(folder.glob(".*.tmp"))
+
+    teacher = Teacher.load(teacher_dir)
+    shared = label_transfer_set(teacher, transfer.texts, tmp_path / "shared", batch_size=100, shard_size=100, progress=False)
+    alone = label_transfer_set(teacher, transfer.texts, tmp_path / "alone", batch_size=100, shard_size=100, progress=False)
+    assert shared.reused_shards == 80 and shared.computed_shards == 0 and alone.computed_shards == 80
+    np.testing.assert_array_equal(shared.logits, alone.logits)
+
+
+def test_a_dead_workers_claim_is_taken_over_and_a_live_ones_waited_for(tmp_path, bilstm_run, monkeypatch):
+    teacher = Teacher.load(bilstm_run[0] / "teacher")
+    texts = _transfer_set(tmp_path / "t.jsonl", 300).texts
+    first = label_transfer_set(teacher, texts, tmp_path / "c", shard_size=100, progress=False)
+    folder = first.cache_dir
+    for index in (1, 2):
+        labelling._shard_path(folder, index).unlink()
+    # Shard 1: claimed by a process of this host that no longer exists; shard 2: by a live one (this test's
+    # parent), which finishes it while we wait.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout
+    labelling._claim_path(folder, 1).write_text(json.dumps({"host": labelling.socket.gethostname(), "pid": int(dead)}))
+    live = labelling._claim_path(folder, 2)
+    live.write_text(json.dumps({"host": labelling.socket.gethostname(), "pid": os.getppid()}))
+    sleeps = []
+
+    def finish_shard_2(seconds):
+        sleeps.append(seconds)
+        labelling._save_shard(labelling._shard_path(folder, 2), first.logits[200:300])
+        live.unlink()
+
+    monkeypatch.setattr(labelling.time, "sleep", finish_shard_2)
+    again = label_transfer_set(teacher, texts, tmp_path / "c", shard_size=100, progress=False)
+    assert again.computed_shards == 1 and again.reused_shards == 1 and len(sleeps) == 1
+    np.testing.assert_allclose(again.logits, first.logits, atol=1e-6)
+    assert not list(folder.glob("*.claim"))
