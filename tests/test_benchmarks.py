@@ -23,6 +23,7 @@ def fake_sara(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow  # nearly two minutes (DIET included); the default run stays under 15 minutes
 def test_run_task_and_report_on_a_tiny_subset(tmp_path, tiny_bert_dir):
     sys.path.insert(0, str(REPO / "benchmarks"))
     import report

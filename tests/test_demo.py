@@ -93,6 +93,7 @@ def test_demo_off_a_terminal_prints_a_summary_and_no_third_party_noise(tiny_bot)
 
 
 @pytest.mark.e2e
+@pytest.mark.slow  # the whole demo a second time (a minute), for its terminal output; the default run stays under 15 minutes
 def test_demo_on_a_terminal_shows_progress_bars(tiny_bot):
     code, shown = run_on_terminal(demo_command(tiny_bot), REPO)
     assert code == 0, shown
