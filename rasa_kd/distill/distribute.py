@@ -21,7 +21,6 @@ logger = logging.getLogger(__name__)
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker")
 _made: dict = {}  # TensorFlow allows one multi-worker strategy per process: made once, then reused
-_traced: dict = {}  # (strategy, step) -> the traced distributed step
 
 
 def make_strategy(name: str, devices: Optional[Sequence[str]] = None, cpu_replicas: int = 0):
@@ -104,28 +103,33 @@ def replica_parts(batch: np.ndarray, replicas: int) -> List[np.ndarray]:
     return np.array_split(np.asarray(batch), replicas)
 
 
-def run_distributed(strategy, step: Callable, parts: List[tuple], scales: List[float]) -> float:
-    """Run ``step(*parts[r], scale)`` on replica r of ``strategy``; the sum of the replicas' losses.
+def distributed_step(strategy, step: Callable) -> Callable:
+    """``step`` run on every replica of ``strategy`` inside one traced function; called with the replicas'
+    inputs, it returns the sum of their losses.
 
-    ``step`` may be a ``tf.function``: its Python function runs inside one traced function around
-    ``strategy.run`` (TensorFlow cannot synchronise replicas inside a nested traced step).
+    ``step`` may be a ``tf.function``: its Python function is used (TensorFlow cannot synchronise replicas
+    inside a nested traced step).
     """
+    import tensorflow as tf
+
+    inner = getattr(step, "python_function", step)
+
+    @tf.function(reduce_retracing=True)  # batch shapes vary: traced for unknown sizes after the first few
+    def distributed(inputs):
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(inner, args=inputs), axis=None)
+
+    return distributed
+
+
+def run_distributed(strategy, distributed: Callable, parts: List[tuple], scales: List[float]) -> float:
+    """Run ``distributed`` (from :func:`distributed_step`) with ``parts[r]`` and ``scales[r]`` on replica r."""
     import tensorflow as tf
 
     def values(context):
         index = context.replica_id_in_sync_group
         return tuple(tf.constant(a) for a in parts[index]) + (tf.constant(scales[index], tf.float32),)
 
-    key = (id(strategy), id(step))
-    if key not in _traced:
-        inner = getattr(step, "python_function", step)
-
-        @tf.function(reduce_retracing=True)  # batch shapes vary: traced for unknown sizes after the first few
-        def distributed(inputs):
-            return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(inner, args=inputs), axis=None)
-
-        _traced[key] = (step, distributed)  # the step is kept alive, so its id is not reused
-    return float(_traced[key][1](strategy.experimental_distribute_values_from_function(values)))
+    return float(distributed(strategy.experimental_distribute_values_from_function(values)))
 
 
 def summed_gradients(gradients: List[Any]) -> List[Any]:

@@ -117,6 +117,7 @@ class Trainer:
         self.chief = distribute.is_chief(strategy)  # only the chief writes checkpoints and logs
         self.resume_key = json.dumps([resume_key, len(self.lengths), epochs, batch_size, seed, keep, dev_metric, replicas])
         self.step_fn = None  # set by a model that uses the default train_step
+        self._distributed = None  # step_fn across the strategy's replicas, traced once for this run
         self.global_step = 0
 
     @property
@@ -135,10 +136,12 @@ class Trainer:
             raise NotImplementedError(f"{type(self).__name__} sets no step_fn and does not override train_step")
         if self.strategy is None:
             return float(self.step_fn(*self.step_arrays(batch), 1.0))
+        if self._distributed is None:
+            self._distributed = distribute.distributed_step(self.strategy, self.step_fn)
         parts = distribute.replica_parts(batch, self.strategy.num_replicas_in_sync)
         # A replica left without examples (a batch smaller than the replicas) steps on one with weight 0.
         arrays = [self.step_arrays(part if len(part) else batch[:1]) for part in parts]
-        return distribute.run_distributed(self.strategy, self.step_fn, arrays, [len(part) / len(batch) for part in parts])
+        return distribute.run_distributed(self.strategy, self._distributed, arrays, [len(part) / len(batch) for part in parts])
 
     def step_arrays(self, batch: np.ndarray) -> tuple:
         """The arrays ``step_fn`` takes for the examples ``batch`` (before its ``scale``)."""
