@@ -181,6 +181,15 @@ class ComputeSettings:
         5.0, "minutes between resume checkpoints of the teacher's fine-tuning and the student's training (0: after "
         "every step): the same command after a crash or kill continues from the last one instead of starting "
         "again (OUTPUT/resume/, deleted when the stage is done)", number(0.0, 1e6))
+    mixed_precision: bool = setting(
+        False, "GPUs: the teacher's fine-tuning and a tiny-BERT student's training compute in float16 (weights stay "
+        "float32; dynamic loss scaling). Slower on CPUs, which gain nothing from it", boolean())
+    xla: bool = setting(False, "GPUs: compile the teacher's and a tiny-BERT student's one-device training step with XLA "
+                        "(jit_compile; one compilation per padded length)", boolean())
+    stream_from: int = setting(
+        200_000, "transfer sets of this many sentences or more are labelled and trained on shard by shard from disk "
+        "(labelling.shard_size each), so memory stays flat as they grow; smaller ones are held in memory, where an epoch "
+        "shuffles the whole set rather than shard by shard (docs/scaling.md). 0: always stream", integer(0, 10**12))
 
 
 @dataclass

@@ -8,9 +8,11 @@ gradients are summed across replicas before clipping, so one step is the step on
 the whole batch: the global batch size and the learning-rate schedule mean the same whatever the
 number of replicas.
 """
+import contextlib
 import json
 import logging
 import os
+from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Sequence
 
 import numpy as np
@@ -154,3 +156,48 @@ def apply_gradients(optimizer, gradients: List[Any], variables: List[Any]) -> No
         optimizer.apply_gradients(zip(gradients, variables), experimental_aggregate_gradients=False)
     else:
         optimizer.apply_gradients(zip(gradients, variables), skip_gradients_aggregation=True)
+
+
+@dataclass(frozen=True)
+class Acceleration:
+    """GPU settings of the teacher's and a tiny-BERT student's training (``compute.mixed_precision``,
+    ``compute.xla``); both off by default, which is the CPU path unchanged."""
+
+    mixed_precision: bool = False  # float16 compute, float32 weights, dynamic loss scaling
+    xla: bool = False  # the one-device training step compiled with XLA (jit_compile)
+
+    @contextlib.contextmanager
+    def building(self):
+        """Models built inside take the mixed-precision policy when it is on; the global policy is restored after."""
+        import tensorflow as tf
+
+        if not self.mixed_precision:
+            yield
+            return
+        before = tf.keras.mixed_precision.global_policy()
+        tf.keras.mixed_precision.set_global_policy("mixed_float16")
+        try:
+            yield
+        finally:
+            tf.keras.mixed_precision.set_global_policy(before)
+
+    def optimizer(self, optimizer):
+        """``optimizer``, wrapped in Keras' dynamic loss scaling under mixed precision."""
+        import tensorflow as tf
+
+        return tf.keras.mixed_precision.LossScaleOptimizer(optimizer) if self.mixed_precision else optimizer
+
+    def jit_compile(self, strategy) -> Optional[bool]:
+        if self.xla and strategy is not None:
+            logger.warning("'compute.xla' compiles the one-device step only; the %s step runs uncompiled",
+                           type(strategy).__name__)
+        return True if self.xla and strategy is None else None
+
+
+def scaled_loss(optimizer, loss):
+    """The loss to differentiate: scaled up under dynamic loss scaling (see :func:`unscaled_gradients`)."""
+    return optimizer.get_scaled_loss(loss) if hasattr(optimizer, "get_scaled_loss") else loss
+
+
+def unscaled_gradients(optimizer, gradients: List[Any]) -> List[Any]:
+    return optimizer.get_unscaled_gradients(gradients) if hasattr(optimizer, "get_unscaled_gradients") else gradients

@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class LabellingResult:
-    logits: np.ndarray  # float32 [sentences, labels]
+    logits: Optional[np.ndarray]  # float32 [sentences, labels]; None when not kept (a streamed transfer set)
     cache_dir: Path
     shards: int
     reused_shards: int  # finished before this call started
@@ -118,9 +118,14 @@ def label_transfer_set(
     progress: bool = True,
     claim_timeout: float = 3600.0,
     poll_seconds: float = 0.5,
+    keep_logits: bool = True,
 ) -> LabellingResult:
     """Return the teacher's logits for ``texts``, computing only the shards not cached yet (nor being
-    computed by another worker: those are waited for)."""
+    computed by another worker: those are waited for).
+
+    ``texts`` may be read from disk on demand (:class:`rasa_kd.distill.streaming.TransferSetFile`); with
+    ``keep_logits=False`` no shard stays in memory once written or checked, and the result's logits are None.
+    """
     started = time.perf_counter()
     key = cache_key(teacher.fingerprint, texts, teacher.max_seq_length, shard_size)
     folder = Path(cache_root) / f"logits-{key}"
@@ -134,10 +139,14 @@ def label_transfer_set(
     n_labels = len(teacher.labels)
     shard_count = (len(texts) + shard_size - 1) // shard_size
     rows = [min(shard_size, len(texts) - index * shard_size) for index in range(shard_count)]
-    parts = [None] * shard_count
+    parts: list = [None] * shard_count  # a shard's logits, or True once done when they are not kept
+
+    def keep(logits: Optional[np.ndarray]):
+        return logits if logits is None or keep_logits else True
+
     for index in range(shard_count):
         path = _shard_path(folder, index)
-        parts[index] = _load_shard(path, rows[index], n_labels) if path.is_file() else None
+        parts[index] = keep(_load_shard(path, rows[index], n_labels)) if path.is_file() else None
     pending = [index for index in range(shard_count) if parts[index] is None]
     reused = shard_count - len(pending)
     if reused:
@@ -150,15 +159,16 @@ def label_transfer_set(
         for index in pending:
             path = _shard_path(folder, index)
             if path.is_file() and not _claim_path(folder, index).exists():
-                parts[index] = _load_shard(path, rows[index], n_labels)  # finished by another worker (None: damaged)
+                parts[index] = keep(_load_shard(path, rows[index], n_labels))  # finished by another worker (None: damaged)
             if parts[index] is None and _try_claim(folder, index, claim_timeout):
                 try:
                     # Finished by a worker that died before releasing it? Then it is whole (it was renamed in).
-                    parts[index] = _load_shard(path, rows[index], n_labels) if path.is_file() else None
+                    parts[index] = keep(_load_shard(path, rows[index], n_labels)) if path.is_file() else None
                     if parts[index] is None:
                         start = index * shard_size
-                        parts[index] = teacher.logits(texts[start : start + shard_size], batch_size=batch_size)
-                        _save_shard(path, parts[index])
+                        logits = teacher.logits(texts[start : start + shard_size], batch_size=batch_size)
+                        _save_shard(path, logits)
+                        parts[index] = keep(logits)
                         computed += 1
                 finally:
                     _claim_path(folder, index).unlink(missing_ok=True)
@@ -175,5 +185,8 @@ def label_transfer_set(
             waiting_since = None
         pending = left
     bar.close()
-    logits = np.concatenate(parts) if parts else np.zeros((0, n_labels), dtype=np.float32)
+    if not keep_logits:
+        logits = None
+    else:
+        logits = np.concatenate(parts) if parts else np.zeros((0, n_labels), dtype=np.float32)
     return LabellingResult(logits, folder, shard_count, reused, time.perf_counter() - started, computed)

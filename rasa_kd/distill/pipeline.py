@@ -116,9 +116,10 @@ class Distillation:
         self.strategy = distribute.make_strategy(compute.strategy, cpu_replicas=compute.cpu_replicas)
         # Of a cluster's workers only the chief writes the run's files; the others train along and return.
         self.chief = distribute.is_chief(self.strategy)
+        self.acceleration = distribute.Acceleration(compute.mixed_precision, compute.xla)
         self._splits = {name: (list(texts), list(intents)) for name, (texts, intents) in splits.items()} if splits else None
         self._in_scope: Optional[Dict[str, Examples]] = None
-        self._teacher = self._transfer = self._labelling = self._student = None
+        self._teacher = self._transfer = self._labelling = self._student = self._file = None
         self.run.root.mkdir(parents=True, exist_ok=True)
         if self.chief:
             save_config(self.config, self.run.config)
@@ -195,7 +196,8 @@ class Distillation:
         else:
             splits = self.splits
             teacher, _ = fine_tune_teacher(*splits["train"], self._teacher_settings(), dev=splits.get("dev"), progress=self.progress,
-                                           strategy=self.strategy, **self._resume_arguments("teacher", inputs))
+                                           strategy=self.strategy, acceleration=self.acceleration,
+                                           **self._resume_arguments("teacher", inputs))
             if not self.chief:
                 return teacher
             teacher.save(run.teacher, overwrite=True, extra={"data": {"train": config.data.train, "dev": config.data.dev}})
@@ -234,12 +236,14 @@ class Distillation:
         from rasa_kd.distill.augment import RuleAugmenter, WordNeighbours
         from rasa_kd.distill.confidence import read_out_of_scope
         from rasa_kd.distill.outliers import STUDENT_WORDS, OutlierMaker
-        from rasa_kd.distill.transfer_set import TransferSet, build_transfer_set
+        from rasa_kd.distill.transfer_set import TransferSet, build_transfer_set, transfer_set_target
 
         teacher, run, config = self.saved_teacher(), self.run, self.config
         ts_settings = config.transfer_set
+        # A set to be streamed is written in a shuffled order, so each shard is a sample of the whole set.
+        shuffled = transfer_set_target(ts_settings, len(self.splits["train"][0])) >= config.compute.stream_from
         inputs = fingerprint([teacher.fingerprint, dataclasses.asdict(ts_settings), self.data_fingerprint(),
-                              config.data.retrieval_intents])
+                              config.data.retrieval_intents] + (["shuffled"] if shuffled else []))
         if not self.force and run.is_current("augment", inputs, run.transfer_set):
             logger.info("augment: reusing %s", run.transfer_set)
             return TransferSet.load(run.transfer_set)
@@ -268,7 +272,12 @@ class Distillation:
         transfer = build_transfer_set(*train, held_out, ts_settings, rule_augmenter=rules, gpt2_generator=gpt2,
                                       outlier_maker=outliers,
                                       out_of_scope=read_out_of_scope(Path(given), "teacher.out_of_scope_file") if given else ())
+        if shuffled:
+            order = np.random.default_rng(ts_settings.random_seed + 2).permutation(len(transfer))
+            transfer = TransferSet([transfer.texts[i] for i in order], [transfer.sources[i] for i in order],
+                                   [transfer.intents[i] for i in order], {**transfer.stats, "shuffled": True})
         transfer.save(run.transfer_set)
+        self._file = None
         stats = {**transfer.stats, "kept_back_for_threshold": len(kept_back), "augmentation": ts_settings.augmentation, "settings": dataclasses.asdict(ts_settings),
                  "sha256": sha256_file(run.transfer_set)}
         write_json(run.transfer_stats, stats)
@@ -297,6 +306,19 @@ class Distillation:
             self._transfer = TransferSet.load(self.run.transfer_set)
         return self._transfer
 
+    def transfer_file(self):
+        """The transfer set on disk, read on demand (:class:`rasa_kd.distill.streaming.TransferSetFile`)."""
+        from rasa_kd.distill.streaming import TransferSetFile
+
+        if self._file is None:
+            self._file = TransferSetFile(self.run.transfer_set)
+        return self._file
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the transfer set is labelled and trained on shard by shard from disk (``compute.stream_from``)."""
+        return len(self.transfer_file()) >= self.config.compute.stream_from
+
     # --- labelling -------------------------------------------------------------------------------
 
     def labelling(self):
@@ -308,11 +330,12 @@ class Distillation:
     def _label_stage(self):
         from rasa_kd.distill.labelling import label_transfer_set
 
-        teacher, transfer, run = self.saved_teacher(), self.saved_transfer_set(), self.run
+        teacher, run, streamed = self.saved_teacher(), self.run, self.streamed
+        texts = self.transfer_file() if streamed else self.saved_transfer_set().texts
         settings = self.config.labelling
-        result = label_transfer_set(teacher, transfer.texts, run.cache(self.config), settings.batch_size, settings.shard_size,
-                                    self.progress, claim_timeout=60.0 * settings.claim_minutes)
-        record = {"cache": str(result.cache_dir), "sentences": len(transfer), "shards": result.shards,
+        result = label_transfer_set(teacher, texts, run.cache(self.config), settings.batch_size, settings.shard_size,
+                                    self.progress, claim_timeout=60.0 * settings.claim_minutes, keep_logits=not streamed)
+        record = {"cache": str(result.cache_dir), "sentences": len(texts), "shards": result.shards, "streamed": streamed,
                   "reused_shards": result.reused_shards, "computed_shards": result.computed_shards, "seconds": round(result.seconds, 2),
                   "teacher_fingerprint": teacher.fingerprint, "transfer_set_sha256": sha256_file(run.transfer_set)}
         if not self.chief:
@@ -334,7 +357,8 @@ class Distillation:
         from rasa_kd.distill.student_training import train_student
         from rasa_kd.models.student import StudentModel, new_student
 
-        teacher, transfer, run = self.saved_teacher(), self.saved_transfer_set(), self.run
+        teacher, run, streamed = self.saved_teacher(), self.run, self.streamed
+        transfer = self.transfer_file() if streamed else self.saved_transfer_set()
         s = self.config.student
         arch_settings = s.bilstm if s.type == "bilstm" else s.tinybert
         transfer_sha = sha256_file(run.transfer_set)
@@ -342,31 +366,38 @@ class Distillation:
         # Resolved, so a run whose chosen epochs would differ (another rasa-kd version) is not reused.
         training = s.training.for_data(len(splits["train"][0]), len(transfer), dev="dev" in splits)
         inputs = fingerprint([teacher.fingerprint, transfer_sha, s.type, dataclasses.asdict(arch_settings),
-                              dataclasses.asdict(training), self.data_fingerprint()])
+                              dataclasses.asdict(training), self.data_fingerprint()] + (["streamed"] if streamed else []))
         if not self.force and run.is_current("student", inputs, run.student):
             logger.info("student: reusing %s", run.student)
             return StudentModel.load(run.student)
-        logits = self.labelling().logits
+        labelling = self.labelling()
         started = time.perf_counter()
         if s.training.epochs is None:
             logger.info("student: %d epochs over %d sentences (chosen for %d training examples)",
                         training.epochs, len(transfer), len(splits["train"][0]))
         record = {"teacher_fingerprint": teacher.fingerprint, "teacher_base_model": teacher.record.get("base_model"),
                   "transfer_set_sha256": transfer_sha, "training_settings": dataclasses.asdict(training)}
+        stream = self._student_stream(teacher, arch_settings, training.batch_size, labelling.cache_dir) if streamed else None
         with distribute.scope(self.strategy):
-            student, teacher_ids = new_student(s.type, arch_settings, teacher, transfer.texts, s.training.random_seed, record)
-
-        index = {label: i for i, label in enumerate(student.labels)}
-        gold = np.array([index.get(i, -1) if i is not None else -1 for i in transfer.intents], dtype=np.int32)
+            student, teacher_ids = new_student(s.type, arch_settings, teacher, None if streamed else transfer.texts,
+                                               s.training.random_seed, record, used=stream.tokens.used if streamed else None,
+                                               acceleration=self.acceleration)
+        if streamed:
+            train_ids = logits = gold = teacher_ids = None
+        else:
+            index = {label: i for i, label in enumerate(student.labels)}
+            gold = np.array([index.get(i, -1) if i is not None else -1 for i in transfer.intents], dtype=np.int32)
+            train_ids, logits = student.vocab.map(teacher_ids), labelling.logits
         # Without a dev set, model-best is the epoch that fits the training sentences best.
         dev_texts, dev_gold = splits.get("dev") or _without(splits["train"], self.config.teacher.out_of_scope_intent)
         unknown = sorted(set(dev_gold) - set(student.labels))
         if unknown:
             logger.warning("dev intents the teacher does not know (always scored wrong): %s", unknown)
         result = train_student(
-            student, student.vocab.map(teacher_ids), logits, gold, student.encode(dev_texts), dev_gold, training,
+            student, train_ids, logits, gold, student.encode(dev_texts), dev_gold, training,
             run.checkpoints, teacher=teacher, teacher_train_ids=teacher_ids, progress=self.progress,
-            held_out_dev="dev" in splits, strategy=self.strategy, **self._resume_arguments("student", inputs),
+            held_out_dev="dev" in splits, strategy=self.strategy, stream=stream, acceleration=self.acceleration,
+            **self._resume_arguments("student", inputs),
         )
         if not self.chief:
             return student
@@ -384,6 +415,15 @@ class Distillation:
         run.record_stage("student", time.perf_counter() - started, inputs, kind=s.type)
         shutil.rmtree(run.resume / "student", ignore_errors=True)
         return student.use_numpy()  # served as a loaded student is
+
+    def _student_stream(self, teacher, arch_settings, batch_size: int, logits_folder: Path):
+        """The transfer set's token ids (written to the cache once) and logits, read shard by shard."""
+        from rasa_kd.distill.streaming import ShardStream, token_shards
+        from rasa_kd.models.student import uses_special_tokens
+
+        tokens = token_shards(self.transfer_file(), teacher, arch_settings.max_seq_length, uses_special_tokens(self.config.student.type),
+                              self.config.labelling.shard_size, self.run.cache(self.config), self.progress)
+        return ShardStream(tokens, logits_folder, len(teacher.labels), batch_size)
 
     def _student_threshold(self, student) -> Optional[dict]:
         """The student's threshold keeping 95% of its answers on dev, else on the examples kept out of its

@@ -9,7 +9,7 @@ import numpy as np
 from rasa_kd.distill import losses
 from rasa_kd.distill.evaluate import classification_scores
 from rasa_kd.distill import distribute
-from rasa_kd.distill.distribute import apply_gradients, summed_gradients
+from rasa_kd.distill.distribute import Acceleration, apply_gradients, scaled_loss, summed_gradients, unscaled_gradients
 from rasa_kd.distill.training import Trainer, TrainingRecord, random_generators
 from rasa_kd.models import bert
 from rasa_kd.models.networks import PAD, default_teacher_layers
@@ -78,7 +78,8 @@ class _IntermediateTargets:
         return total
 
 
-def _distillation_step(student: StudentModel, optimizer, settings, intermediate: Optional[_IntermediateTargets]):
+def _distillation_step(student: StudentModel, optimizer, settings, intermediate: Optional[_IntermediateTargets],
+                       jit_compile: Optional[bool] = None):
     import tensorflow as tf
 
     network = student.network
@@ -88,7 +89,7 @@ def _distillation_step(student: StudentModel, optimizer, settings, intermediate:
     ids_spec = tf.TensorSpec([None, None], tf.int32)
 
     @tf.function(input_signature=[ids_spec, ids_spec, ids_spec, tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None], tf.int32),
-                                  tf.TensorSpec([], tf.float32)])
+                                  tf.TensorSpec([], tf.float32)], jit_compile=jit_compile)
     def step(input_ids, attention_mask, teacher_ids, teacher_logits, gold, scale):
         """One step on a batch, or on a replica's part of it (``scale``: the part's share of the batch)."""
         with tf.GradientTape() as tape:
@@ -99,11 +100,12 @@ def _distillation_step(student: StudentModel, optimizer, settings, intermediate:
                 wants = intermediate is not None
                 out = network(input_ids=input_ids, attention_mask=attention_mask, training=True,
                               output_hidden_states=wants, output_attentions=wants)
-                logits = out.logits
+                logits = tf.cast(out.logits, tf.float32)  # float16 under mixed precision: the loss is computed in float32
                 extra = intermediate.loss(out, teacher_ids, attention_mask) if wants else 0.0
             loss = losses.distillation_loss(logits, teacher_logits, gold, settings.loss, settings.temperature, settings.alpha) + extra
             loss = loss * scale
-        gradients = summed_gradients(tape.gradient(loss, variables))
+            scaled = scaled_loss(optimizer, loss)
+        gradients = summed_gradients(unscaled_gradients(optimizer, tape.gradient(scaled, variables)))
         gradients, _ = tf.clip_by_global_norm(gradients, settings.clip_norm)
         apply_gradients(optimizer, gradients, variables)
         return loss
@@ -121,21 +123,23 @@ class StudentTrainer(Trainer):
 
     description = "training student"
 
-    def __init__(self, student: StudentModel, train_ids, teacher_logits: np.ndarray, gold: np.ndarray, dev_ids, dev_gold,
-                 settings, workdir: Optional[Path], intermediate: Optional[_IntermediateTargets], teacher_train_ids, teacher_pad_id: int,
-                 progress: bool, held_out_dev: bool, **resume):
+    def __init__(self, student: StudentModel, train_ids, teacher_logits: Optional[np.ndarray], gold: Optional[np.ndarray], dev_ids,
+                 dev_gold, settings, workdir: Optional[Path], intermediate: Optional[_IntermediateTargets], teacher_train_ids,
+                 teacher_pad_id: int, progress: bool, held_out_dev: bool, acceleration: Acceleration = Acceleration(), **resume):
         import tensorflow as tf
 
-        super().__init__([len(x) for x in train_ids], settings.epochs, settings.batch_size, settings.random_seed, workdir=workdir,
-                         progress=progress, dev_metric=settings.dev_metric, patience=settings.early_stopping_patience,
-                         held_out_dev=held_out_dev, **resume)
+        super().__init__([len(x) for x in train_ids] if train_ids is not None else None, settings.epochs, settings.batch_size,
+                         settings.random_seed, workdir=workdir, progress=progress, dev_metric=settings.dev_metric,
+                         patience=settings.early_stopping_patience, held_out_dev=held_out_dev, **resume)
         self.student, self.train_ids, self.dev_ids, self.dev_gold = student, train_ids, dev_ids, dev_gold
-        self.teacher_logits = np.asarray(teacher_logits, dtype=np.float32)
-        self.gold = np.asarray(gold, dtype=np.int32)
+        self.teacher_logits = np.asarray(teacher_logits, dtype=np.float32) if teacher_logits is not None else None
+        self.gold = np.asarray(gold, dtype=np.int32) if gold is not None else None
         self.intermediate, self.teacher_train_ids, self.teacher_pad_id = intermediate, teacher_train_ids, teacher_pad_id
         self.schedule = learning_rate_schedule(settings, self.total_steps)
-        self.optimizer = tf.keras.optimizers.Adam(learning_rate=self.schedule)
-        self.step_fn = _distillation_step(student, self.optimizer, settings, intermediate)
+        # Mixed precision and XLA are for a tiny-BERT on GPUs; a BiLSTM stays float32 (on GPUs it runs cuDNN's fused kernel).
+        acceleration = acceleration if student.kind == "tinybert" else Acceleration()
+        self.optimizer = acceleration.optimizer(tf.keras.optimizers.Adam(learning_rate=self.schedule))
+        self.step_fn = _distillation_step(student, self.optimizer, settings, intermediate, acceleration.jit_compile(self.strategy))
 
     def step_arrays(self, batch: np.ndarray) -> tuple:
         input_ids, mask = bert.pad([self.train_ids[i] for i in batch], PAD)
@@ -167,6 +171,31 @@ class StudentTrainer(Trainer):
         return objects
 
 
+class StreamingStudentTrainer(StudentTrainer):
+    """The same step on a transfer set read shard by shard from disk (:mod:`rasa_kd.distill.streaming`)."""
+
+    def __init__(self, student: StudentModel, stream, *args, **kwargs):
+        self.stream = stream  # before the loop's set-up, which counts examples and steps
+        super().__init__(student, None, None, None, *args, **kwargs)
+
+    @property
+    def examples(self) -> int:
+        return self.stream.examples
+
+    def steps_per_epoch(self) -> int:
+        return self.stream.steps_per_epoch()
+
+    def epoch_batches(self, rng: np.random.Generator, skip: int = 0):
+        return self.stream.epoch(rng, skip)
+
+    def step_arrays(self, batch: np.ndarray) -> tuple:
+        ids, offsets, logits, gold = self.stream.current
+        teacher_rows = [ids[offsets[i] : offsets[i + 1]] for i in batch]
+        input_ids, mask = bert.pad([self.student.vocab.token_map[row] for row in teacher_rows], PAD)
+        teacher_ids = bert.pad(teacher_rows, self.teacher_pad_id)[0] if self.intermediate is not None else input_ids
+        return input_ids, mask, teacher_ids, logits[batch], gold[batch]
+
+
 def train_student(
     student: StudentModel,
     train_ids: Sequence[np.ndarray],
@@ -184,6 +213,8 @@ def train_student(
     checkpoint_seconds: float = 300.0,
     resume_key: str = "",
     strategy=None,
+    stream=None,
+    acceleration: Acceleration = Acceleration(),
 ) -> TrainingRecord:
     """Train ``student`` on the transfer set; keep the weights of the best dev epoch in the network.
 
@@ -192,17 +223,23 @@ def train_student(
     ``held_out_dev=False`` the "dev" sentences are training sentences (see :class:`Trainer`). With
     ``resume_dir`` the run checkpoints there and a rerun resumes it (see :mod:`rasa_kd.distill.training`).
     With ``strategy`` (``tf.distribute``) each step is spread over its replicas; build ``student`` in its
-    scope (``distribute.scope(strategy)``).
+    scope (``distribute.scope(strategy)``). With ``stream`` (a :class:`rasa_kd.distill.streaming.ShardStream`)
+    the transfer set is read from its shards and ``train_ids``, ``teacher_logits``, ``gold`` and
+    ``teacher_train_ids`` are None. ``acceleration`` (mixed precision, XLA) applies to a tiny-BERT; build it
+    inside ``acceleration.building()``.
     """
     intermediate = None
     with distribute.scope(strategy):
         if student.kind == "tinybert" and (settings.hidden_loss_weight or settings.attention_loss_weight):
-            if teacher is None or teacher_train_ids is None:
+            if teacher is None or (teacher_train_ids is None and stream is None):
                 raise ValueError("TinyBERT intermediate losses need the teacher and its token ids")
             intermediate = _IntermediateTargets(student, teacher, settings)
         pad_id = teacher.tokenizer.pad_token_id if teacher is not None else PAD
-        trainer = StudentTrainer(student, train_ids, teacher_logits, gold, dev_ids, dev_gold, settings,
-                                 Path(workdir) if workdir is not None else None, intermediate,
-                                 teacher_train_ids, pad_id, progress, held_out_dev, resume_dir=resume_dir,
-                                 checkpoint_seconds=checkpoint_seconds, resume_key=resume_key, strategy=strategy)
+        common = (dev_ids, dev_gold, settings, Path(workdir) if workdir is not None else None, intermediate, teacher_train_ids,
+                  pad_id, progress, held_out_dev, acceleration)
+        resume = dict(resume_dir=resume_dir, checkpoint_seconds=checkpoint_seconds, resume_key=resume_key, strategy=strategy)
+        if stream is not None:
+            trainer = StreamingStudentTrainer(student, stream, *common, **resume)
+        else:
+            trainer = StudentTrainer(student, train_ids, teacher_logits, gold, *common, **resume)
     return trainer.fit()

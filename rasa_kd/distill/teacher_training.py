@@ -9,7 +9,7 @@ import numpy as np
 
 from rasa_kd.distill.outliers import make_outliers
 from rasa_kd.distill import distribute
-from rasa_kd.distill.distribute import apply_gradients, summed_gradients
+from rasa_kd.distill.distribute import Acceleration, apply_gradients, scaled_loss, summed_gradients, unscaled_gradients
 from rasa_kd.distill.training import Trainer, TrainingRecord, random_generators
 from rasa_kd.errors import ConfigError, DataError
 from rasa_kd.models import bert
@@ -24,7 +24,8 @@ class TeacherTrainer(Trainer):
 
     description = "fine-tuning teacher"
 
-    def __init__(self, teacher: Teacher, ids, targets: np.ndarray, dev: Optional[Examples], progress: bool, **resume):
+    def __init__(self, teacher: Teacher, ids, targets: np.ndarray, dev: Optional[Examples], progress: bool,
+                 acceleration: Acceleration = Acceleration(), **resume):
         settings = teacher.settings
         super().__init__([len(x) for x in ids], settings.epochs, settings.batch_size, settings.random_seed, progress=progress,
                          dev_metric="accuracy" if dev is not None else None, keep="last",
@@ -38,8 +39,8 @@ class TeacherTrainer(Trainer):
             num_warmup_steps=int(settings.warmup_ratio * self.total_steps),
             weight_decay_rate=settings.weight_decay,
         )
-        self.optimizer = optimizer
-        self.step_fn = _cross_entropy_step(teacher.model, optimizer, settings.outlier_weight)
+        self.optimizer = acceleration.optimizer(optimizer)
+        self.step_fn = _cross_entropy_step(teacher.model, self.optimizer, settings.outlier_weight, acceleration.jit_compile(self.strategy))
 
     def step_arrays(self, batch: np.ndarray) -> tuple:
         input_ids, mask = bert.pad([self.ids[i] for i in batch], self.teacher.tokenizer.pad_token_id)
@@ -66,13 +67,15 @@ def fine_tune_teacher(
     checkpoint_seconds: float = 300.0,
     resume_key: str = "",
     strategy=None,
+    acceleration: Acceleration = Acceleration(),
 ) -> Tuple[Teacher, TrainingRecord]:
     """Fine-tune ``settings.model`` to predict ``intents`` from ``texts``.
 
     Labels are the sorted distinct intents, so label ids do not depend on data order. ``dev``
     (texts, intents) is scored after every epoch for the record; it does not change training. With
     ``resume_dir`` the run checkpoints there and a rerun resumes it (see :mod:`rasa_kd.distill.training`);
-    ``strategy`` (``tf.distribute``) spreads each step over its replicas (see :mod:`rasa_kd.distill.distribute`).
+    ``strategy`` (``tf.distribute``) spreads each step over its replicas (see :mod:`rasa_kd.distill.distribute`);
+    ``acceleration`` turns on mixed precision or XLA (for GPUs).
     """
     import tensorflow as tf
 
@@ -86,7 +89,7 @@ def fine_tune_teacher(
     model_dir = bert.resolve_model_dir(settings.model)
     use_checkpointable_dropout()
     tf.keras.utils.set_random_seed(settings.random_seed)
-    with distribute.scope(strategy):
+    with distribute.scope(strategy), acceleration.building():
         model = bert.load_sequence_classifier(model_dir, labels)
     max_positions = getattr(model.config, "max_position_embeddings", 512)
     if settings.max_seq_length > max_positions:
@@ -99,7 +102,7 @@ def fine_tune_teacher(
     # Target -1: an out-of-scope sentence, trained towards the uniform distribution over the intents.
     targets = np.array([index[intent] for intent in intents] + [-1] * len(outliers), dtype=np.int32)
     with distribute.scope(strategy):  # the optimizer's variables too
-        trainer = TeacherTrainer(teacher, teacher.encode(list(texts) + outliers), targets, dev, progress, resume_dir=resume_dir,
+        trainer = TeacherTrainer(teacher, teacher.encode(list(texts) + outliers), targets, dev, progress, acceleration, resume_dir=resume_dir,
                                  checkpoint_seconds=checkpoint_seconds, resume_key=resume_key, strategy=strategy)
     record = trainer.fit()
     teacher.record.update({
@@ -129,14 +132,14 @@ def split_out_of_scope(texts: Sequence[str], intents: Sequence[str], settings: T
     return [t for t, _ in kept], [i for _, i in kept], outliers
 
 
-def _cross_entropy_step(model, optimizer, outlier_weight: float):
+def _cross_entropy_step(model, optimizer, outlier_weight: float, jit_compile: Optional[bool] = None):
     """One AdamW step: cross-entropy on the gold intent; target -1 (out of scope) is cross-entropy to the uniform
     distribution, ``logsumexp(logits) - mean(logits)``, times ``outlier_weight``."""
     import tensorflow as tf
 
     spec = tf.TensorSpec([None, None], tf.int32)
 
-    @tf.function(input_signature=[spec, spec, tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.float32)])
+    @tf.function(input_signature=[spec, spec, tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.float32)], jit_compile=jit_compile)
     def step(input_ids, attention_mask, targets, scale):
         """One step on a batch, or on a replica's part of it (``scale``: the part's share of the batch)."""
         with tf.GradientTape() as tape:
@@ -146,11 +149,13 @@ def _cross_entropy_step(model, optimizer, outlier_weight: float):
                 token_type_ids=tf.zeros_like(input_ids),
                 training=True,
             ).logits  # [batch, labels]
+            logits = tf.cast(logits, tf.float32)  # float16 under mixed precision: the loss is computed in float32
             in_scope = targets >= 0
             gold = tf.keras.losses.sparse_categorical_crossentropy(tf.maximum(targets, 0), logits, from_logits=True)
             uniform = tf.reduce_logsumexp(logits, axis=-1) - tf.reduce_mean(logits, axis=-1)
             loss = tf.reduce_mean(tf.where(in_scope, gold, outlier_weight * uniform)) * scale
-        gradients = summed_gradients(tape.gradient(loss, model.trainable_variables))
+            scaled = scaled_loss(optimizer, loss)
+        gradients = summed_gradients(unscaled_gradients(optimizer, tape.gradient(scaled, model.trainable_variables)))
         gradients, _ = tf.clip_by_global_norm(gradients, 1.0)
         apply_gradients(optimizer, gradients, model.trainable_variables)
         return loss

@@ -28,7 +28,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
@@ -98,13 +98,13 @@ class Trainer:
     description = "training"
     log_every = 20  # steps between TensorBoard points
 
-    def __init__(self, lengths: Sequence[int], epochs: int, batch_size: int, seed: int, *, workdir: Optional[Path] = None,
+    def __init__(self, lengths: Optional[Sequence[int]], epochs: int, batch_size: int, seed: int, *, workdir: Optional[Path] = None,
                  progress: bool = True, dev_metric: Optional[str] = None, patience: int = 0, held_out_dev: bool = True,
                  keep: str = "best", log_level: int = logging.INFO, resume_dir: Optional[Path] = None,
                  checkpoint_seconds: float = 300.0, resume_key: str = "", strategy=None):
         if keep not in ("best", "last"):
             raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
-        self.lengths = list(lengths)
+        self.lengths = list(lengths) if lengths is not None else None  # None: a model that overrides epoch_batches
         self.epochs, self.batch_size, self.seed = epochs, batch_size, seed
         self.workdir = Path(workdir) if workdir is not None else None
         self.progress, self.dev_metric, self.patience = progress, dev_metric, patience
@@ -115,14 +115,28 @@ class Trainer:
         self.strategy = strategy  # a tf.distribute strategy, or None: one device
         replicas = strategy.num_replicas_in_sync if strategy is not None else 1
         self.chief = distribute.is_chief(strategy)  # only the chief writes checkpoints and logs
-        self.resume_key = json.dumps([resume_key, len(self.lengths), epochs, batch_size, seed, keep, dev_metric, replicas])
+        self.resume_key = json.dumps([resume_key, self.examples, epochs, batch_size, seed, keep, dev_metric, replicas])
         self.step_fn = None  # set by a model that uses the default train_step
         self._distributed = None  # step_fn across the strategy's replicas, traced once for this run
         self.global_step = 0
 
     @property
+    def examples(self) -> int:
+        return len(self.lengths)
+
+    @property
     def total_steps(self) -> int:
-        return math.ceil(len(self.lengths) / self.batch_size) * self.epochs
+        return self.steps_per_epoch() * self.epochs
+
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.examples / self.batch_size)
+
+    def epoch_batches(self, rng: np.random.Generator, skip: int = 0) -> Iterable[np.ndarray]:
+        """An epoch's batches (example indices) from batch ``skip`` on, in the order ``rng`` draws.
+
+        Whatever it draws from ``rng`` is drawn before the first batch: the next epoch starts from the state after.
+        """
+        return length_grouped_batches(self.lengths, self.batch_size, rng)[skip:]
 
     # --- what a model overrides ------------------------------------------------------------------
 
@@ -214,7 +228,7 @@ class Trainer:
                 epoch_start, losses = time.perf_counter(), list(state["losses"])
                 rng.bit_generator.state = state["epoch_rng"]
                 skip = state["batches_done"]
-                for done, batch in enumerate(length_grouped_batches(self.lengths, self.batch_size, rng)[skip:], skip + 1):
+                for done, batch in enumerate(self.epoch_batches(rng, skip), skip + 1):
                     losses.append(float(self.train_step(batch)))
                     self.global_step += 1
                     if writer is not None and self.global_step % self.log_every == 0:
@@ -268,7 +282,7 @@ class Trainer:
         checkpoints = {name: str(self.workdir / name) for name in ("model-best", "model-last")} if self.workdir else {}
         return TrainingRecord(epochs=epochs, best_epoch=best_epoch, best_score=float(best_score), dev_metric=self.dev_metric,
                               stopped_early=stopped_early, seconds=time.perf_counter() - started, steps=self.global_step,
-                              checkpoints=checkpoints, examples=len(self.lengths))
+                              checkpoints=checkpoints, examples=self.examples)
 
     def discard_checkpoints(self) -> None:
         """Delete the resume checkpoints (once what the run made is saved elsewhere)."""

@@ -10,6 +10,7 @@ A student folder holds everything needed to classify raw text, and nothing is fe
     weights.h5        BiLSTM weights (Keras), or
     bert/             tiny-BERT weights and config (Transformers)
 """
+import contextlib
 import dataclasses
 import datetime
 import logging
@@ -51,11 +52,17 @@ class StudentVocab:
     @classmethod
     def from_teacher_ids(cls, id_lists: Sequence[Sequence[int]], tokenizer) -> "StudentVocab":
         """Keep every teacher token the transfer set uses; [MASK] maps to [UNK] (Tang et al.)."""
-        teacher_vocab = len(tokenizer)
-        specials = [tokenizer.pad_token_id, tokenizer.unk_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id]
-        used = np.zeros(teacher_vocab, dtype=bool)
+        used = np.zeros(len(tokenizer), dtype=bool)
         for ids in id_lists:
             used[np.asarray(ids, dtype=np.int64)] = True
+        return cls.from_used(used, tokenizer)
+
+    @classmethod
+    def from_used(cls, used: np.ndarray, tokenizer) -> "StudentVocab":
+        """The vocabulary of the teacher tokens marked in ``used`` (bool [teacher vocabulary])."""
+        teacher_vocab = len(tokenizer)
+        specials = [tokenizer.pad_token_id, tokenizer.unk_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id]
+        used = np.array(used, dtype=bool)
         used[specials] = False
         if tokenizer.mask_token_id is not None:
             used[tokenizer.mask_token_id] = False
@@ -147,9 +154,20 @@ def unextended_ids(vocab: StudentVocab, tokenizer) -> np.ndarray:
     return np.flatnonzero(missing)
 
 
-def new_student(kind: str, settings, teacher, texts: Sequence[str], seed: int,
-                record: Optional[dict] = None) -> Tuple["StudentModel", List[List[int]]]:
+def uses_special_tokens(kind: str) -> bool:
+    """Whether a student of ``kind`` reads [CLS] and [SEP]: a BiLSTM reads nothing from them, and leaving
+    them out saves two of its serial steps."""
+    return kind == "tinybert"
+
+
+def new_student(kind: str, settings, teacher, texts: Optional[Sequence[str]], seed: int,
+                record: Optional[dict] = None, used: Optional[np.ndarray] = None,
+                acceleration=None) -> Tuple["StudentModel", List[List[int]]]:
     """An untrained student of ``teacher`` and the teacher's WordPiece ids of ``texts`` (its transfer set).
+
+    A streamed transfer set passes ``texts=None`` and the WordPieces it uses as ``used`` (bool [teacher
+    vocabulary]); the ids returned are then empty. A tiny-BERT is built under ``acceleration``'s
+    mixed-precision policy when it has one (:class:`rasa_kd.distill.distribute.Acceleration`).
 
     The vocabulary keeps the WordPieces ``texts`` use; a BiLSTM's embeddings start from the teacher's
     rows (``embeddings: teacher``), a tiny-BERT's from them projected to its width, or copies the
@@ -161,10 +179,12 @@ def new_student(kind: str, settings, teacher, texts: Sequence[str], seed: int,
 
     if kind not in KINDS:
         raise ConfigError(f"student kind must be one of {KINDS}, got {kind!r}")
-    # A BiLSTM reads nothing from [CLS] and [SEP]; leaving them out saves two of its serial steps.
-    special_tokens = kind == "tinybert"
-    teacher_ids = bert.encode(teacher.tokenizer, texts, settings.max_seq_length, special_tokens)
-    vocab = StudentVocab.from_teacher_ids(teacher_ids, teacher.tokenizer)
+    special_tokens = uses_special_tokens(kind)
+    if texts is None:
+        teacher_ids, vocab = [], StudentVocab.from_used(used, teacher.tokenizer)
+    else:
+        teacher_ids = bert.encode(teacher.tokenizer, texts, settings.max_seq_length, special_tokens)
+        vocab = StudentVocab.from_teacher_ids(teacher_ids, teacher.tokenizer)
     source = embedding_source(kind, settings, teacher, vocab.teacher_ids)
     use_checkpointable_dropout()
     tf.keras.utils.set_random_seed(seed)
@@ -177,7 +197,8 @@ def new_student(kind: str, settings, teacher, texts: Sequence[str], seed: int,
         architecture = {**dataclasses.asdict(settings), "embedding_dim": width, "special_tokens": special_tokens}
     else:
         initial = source(vocab.teacher_ids) if settings.init == "random" else None
-        network = build_tinybert(settings, vocab, labels, teacher, seed, embeddings=initial)
+        with acceleration.building() if acceleration is not None else contextlib.nullcontext():
+            network = build_tinybert(settings, vocab, labels, teacher, seed, embeddings=initial)
         if settings.init == "teacher" and not settings.teacher_layers:
             architecture["teacher_layers"] = default_teacher_layers(settings.layers, teacher.model.config.num_hidden_layers)
     student = StudentModel(kind, network, teacher.tokenizer, vocab, labels, architecture, record)
