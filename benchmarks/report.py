@@ -131,6 +131,43 @@ def stage_table(tasks: Dict[str, dict]) -> List[str]:
     return lines
 
 
+def scaling_sections(results: Path) -> List[str]:
+    """Streamed against in-memory transfer sets (benchmarks/streaming_memory.py) and one device against 2
+    replicas or workers (benchmarks/worker_throughput.py), where measured."""
+    lines: List[str] = []
+    memory = results / "streaming_memory.json"
+    if memory.is_file():
+        run = read_json(memory)
+        lines += ["", "## Past one machine: memory as the transfer set grows", "",
+                  f"`.venv/bin/python {run['command']}` "
+                  f"({run['date']}; shards of {run['shard_size']:,} sentences; each row its own process). RSS before: "
+                  "TensorFlow and the models loaded; peak: the process's high-water mark (VmHWM).", "",
+                  "| transfer set | stage | sentences | seconds | RSS before (MB) | peak RSS (MB) | peak - before (MB) |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in run["rows"]:
+            lines.append(f"| {r['mode'].replace('_', ' ')} | {r['stage'].replace('_', ' ')} | {r['sentences']:,} | {r['seconds']:.1f} | "
+                         f"{r['rss_before_mb']:.0f} | {r['peak_rss_mb']:.0f} | {r['peak_rss_mb'] - r['rss_before_mb']:.0f} |")
+    throughput = results / "worker_throughput.json"
+    if throughput.is_file():
+        run = read_json(throughput)
+        lines += ["", "## Past one machine: one device, 2 mirrored CPU devices, 2 local workers", "",
+                  f"`.venv/bin/python benchmarks/worker_throughput.py` ({run['date']}; {run['sentences']:,} sentences, "
+                  "seconds per step of the second epoch; the 2 CPU cores are shared by every replica).", "",
+                  "| student | parameters | run | global batch | replicas | ms per step | sentences per second |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in run["rows"]:
+            lines.append(f"| {r['kind']} | {r['params']:,} | {r['mode'].replace('_', ' ')} | {r['batch_size']} | {r['replicas']} | "
+                         f"{1000 * r['seconds_per_step']:.1f} | {r['batch_size'] / r['seconds_per_step']:.0f} |")
+        if run.get("labelling"):
+            lines += ["", "Labelling with the MiniLM teacher, one process against two on one shard cache (each shard computed once):", "",
+                      "| workers | sentences | labelling seconds (slowest worker) | sentences per second | shards computed by each |",
+                      "|---|---|---|---|---|"]
+            for r in run["labelling"]:
+                lines.append(f"| {r['workers']} | {r['sentences']:,} | {r['labelling_seconds']:.1f} | "
+                             f"{r['sentences'] / r['labelling_seconds']:.0f} | {', '.join(map(str, r['shards_by_worker']))} |")
+    return lines
+
+
 def small_bot_sections(results: Path) -> List[str]:
     """The few-shot table (benchmarks/fewshot.py), the full-size reruns after the small-bot defaults
     (benchmarks/noregression.py) and the confidence tables (benchmarks/confidence.py), where measured."""
@@ -246,6 +283,7 @@ def main() -> int:
           for t, r in tasks.items()],
     ]
     lines += small_bot_sections(args.results)
+    lines += scaling_sections(args.results)
     if args.notes.is_file():
         lines += ["", args.notes.read_text(encoding="utf-8").strip()]
     write_text(args.output, "\n".join(lines) + "\n")

@@ -132,3 +132,20 @@ def test_streamed_run_never_loads_the_transfer_set(tmp_path, tiny_data, tiny_ber
     assert record["epochs"][-1]["loss"] < record["epochs"][0]["loss"]
     loaded = StudentModel.load(out / "student")
     np.testing.assert_allclose(loaded.logits(["hello there", "bye"]), student.logits(["hello there", "bye"]), atol=1e-4)
+
+
+def test_small_sets_stay_in_memory_as_before(bilstm_run):
+    """Below ``compute.stream_from`` (the default 200,000) nothing changes: the set is written in its built
+    order (training sentences first) and labelled in memory."""
+    out = bilstm_run[0]
+    first = json.loads((out / "transfer_set.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    assert first["source"] == "train"
+    assert json.loads((out / "labelling.json").read_text())["streamed"] is False
+    assert not list((out / "cache").glob("tokens-*"))
+
+
+def test_missing_logits_are_said_before_training(tmp_path):
+    stream = _stream(tmp_path, [10, 10], batch_size=4)
+    _shard_path(stream.logits_folder, 1).unlink()
+    with pytest.raises(DataError, match=r"1 of 2 shards of teacher logits are missing in .*logits \(shard 1 first\)"):
+        ShardStream(stream.tokens, stream.logits_folder, 2, 4)

@@ -172,6 +172,12 @@ class ShardStream:
     def __init__(self, tokens: TokenShards, logits_folder: Path, labels: int, batch_size: int):
         self.tokens, self.logits_folder, self.labels, self.batch_size = tokens, Path(logits_folder), labels, batch_size
         self.current: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = None  # the shard being trained on
+        from rasa_kd.distill.labelling import _shard_path
+
+        missing = [i for i in range(len(tokens.sizes)) if not _shard_path(self.logits_folder, i).is_file()]
+        if missing:  # said now, not from inside tf.data mid-epoch
+            raise DataError(f"{len(missing)} of {len(tokens.sizes)} shards of teacher logits are missing in {self.logits_folder} "
+                            f"(shard {missing[0]} first); run `rasa-kd label` again")
 
     @property
     def examples(self) -> int:
