@@ -149,3 +149,47 @@ def test_missing_logits_are_said_before_training(tmp_path):
     _shard_path(stream.logits_folder, 1).unlink()
     with pytest.raises(DataError, match=r"1 of 2 shards of teacher logits are missing in .*logits \(shard 1 first\)"):
         ShardStream(stream.tokens, stream.logits_folder, 2, 4)
+
+
+def test_a_crashed_streamed_training_resumes_to_the_uninterrupted_weights(tmp_path, bilstm_run, monkeypatch):
+    from rasa_kd.distill.config import StudentTrainingSettings
+    from rasa_kd.distill.streaming import token_shards
+    from rasa_kd.distill.student_training import StudentTrainer, train_student
+    from rasa_kd.models.architectures import BiLSTMSettings
+    from rasa_kd.models.student import new_student
+    from rasa_kd.models.teacher import Teacher
+
+    teacher = Teacher.load(bilstm_run[0] / "teacher")
+    transfer = TransferSetFile(bilstm_run[0] / "transfer_set.jsonl")
+    tokens = token_shards(transfer, teacher, 16, False, 64, tmp_path / "cache", progress=False)
+    logits = label_transfer_set(teacher, transfer, tmp_path / "cache", shard_size=64, progress=False, keep_logits=False)
+    settings = StudentTrainingSettings(epochs=3, batch_size=16, learning_rate=5e-3)
+
+    def train(resume_dir=None, crash_at=None):
+        student, _ = new_student("bilstm", BiLSTMSettings(hidden_units=8, dense_units=8, max_seq_length=16), teacher, None, 1,
+                                 used=tokens.used)
+        if crash_at is not None:
+            original, calls = StudentTrainer.train_step, []
+
+            def crashing(self, batch):
+                calls.append(1)
+                if len(calls) == crash_at:
+                    raise RuntimeError("killed")
+                return original(self, batch)
+
+            monkeypatch.setattr(StudentTrainer, "train_step", crashing)
+        try:
+            train_student(student, None, None, None, student.encode(["hello", "bye"]), [teacher.labels[0]] * 2, settings, None,
+                          progress=False, resume_dir=resume_dir, checkpoint_seconds=0.0,
+                          stream=ShardStream(tokens, logits.cache_dir, len(teacher.labels), settings.batch_size))
+        finally:
+            monkeypatch.undo()
+        return student.network.get_weights()
+
+    whole = train()
+    steps_per_epoch = ShardStream(tokens, logits.cache_dir, len(teacher.labels), settings.batch_size).steps_per_epoch()
+    with pytest.raises(RuntimeError, match="killed"):
+        train(tmp_path / "resume", crash_at=steps_per_epoch + 3)  # mid-shard, in the second epoch
+    resumed = train(tmp_path / "resume")
+    for a, b in zip(whole, resumed):
+        np.testing.assert_allclose(a, b, atol=1e-5)
