@@ -27,6 +27,7 @@ def test_mixed_precision_teacher_computes_in_float16_and_keeps_float32_weights(t
     assert tf.keras.mixed_precision.global_policy().name == "float32"
 
 
+@pytest.mark.slow  # two teacher trainings: the compiled step against the plain one
 def test_xla_step_trains_as_the_plain_one(tiny_bert_dir):
     texts, intents = intent_pairs()
     settings = TeacherSettings(model=str(tiny_bert_dir), **FAST)
@@ -36,6 +37,7 @@ def test_xla_step_trains_as_the_plain_one(tiny_bert_dir):
     np.testing.assert_allclose([e.loss for e in compiled.epochs], [e.loss for e in plain.epochs], rtol=1e-2)
 
 
+@pytest.mark.slow  # two pipeline runs
 @pytest.mark.parametrize("kind", ["bilstm", "tinybert"])
 def test_acceleration_settings_reach_the_student(tmp_path, tiny_data, tiny_bert_dir, bilstm_run, kind):
     """Mixed precision and XLA apply to a tiny-BERT student; a BiLSTM student stays float32."""

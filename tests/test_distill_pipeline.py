@@ -21,7 +21,7 @@ from rasa_kd.errors import ConfigError, DataError, ModelLoadError
 from rasa_kd.models.student import StudentModel
 from rasa_kd.models.teacher import Teacher
 from tests.tiny_models import DEV_EXAMPLES, TEST_EXAMPLES, TINY_DISTILL as TINY, tiny_distill_config, vocabulary
-from tests.tiny_models import intent_pairs as tests_intent_pairs
+from tests.tiny_models import intent_pairs as tiny_intent_pairs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -400,7 +400,7 @@ def test_without_dev_the_students_threshold_is_picked_on_examples_kept_out_of_it
     stats = json.loads((tmp_path / "run" / "transfer_set.json").read_text())
     assert stats["kept_back_for_threshold"] == 3 and stats["by_source"]["train"] == 33
     transfer_keys = {sentence_key(t) for t in TransferSet.load(tmp_path / "run" / "transfer_set.jsonl").texts}
-    texts, intents = tests_intent_pairs()
+    texts, intents = tiny_intent_pairs()
     kept_back = [texts[i] for i in pipeline.threshold_holdout(texts, intents, 0.1, config.transfer_set.random_seed)]
     assert not transfer_keys & {sentence_key(t) for t in kept_back}  # neither they nor their augmentations
     student = StudentModel.load(tmp_path / "run" / "student")

@@ -74,3 +74,24 @@ def test_a_dead_workers_claim_is_taken_over_and_a_live_ones_waited_for(tmp_path,
     assert again.computed_shards == 1 and again.reused_shards == 1 and len(sleeps) == 1
     np.testing.assert_allclose(again.logits, first.logits, atol=1e-6)
     assert not list(folder.glob("*.claim"))
+
+
+def test_a_mirrored_run_labels_on_every_device_of_its_host(tmp_path, bilstm_run):
+    """`rasa-kd label --strategy mirrored` with 2 logical CPU devices: a teacher copy on each labels shards side
+    by side (each shard once), and the logits are those of one device."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(bilstm_run[0], out, ignore=shutil.ignore_patterns("cache", "student*", "checkpoints", "resume", "labelling.json"))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2", "RASA_TELEMETRY_ENABLED": "false"}
+    done = subprocess.run([sys.executable, "-m", "rasa_kd.cli", "label", "--output", str(out), "--no-progress", "--strategy", "mirrored",
+                           "--set", "compute.cpu_replicas=2", "--set", "labelling.shard_size=8"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((out / "labelling.json").read_text())
+    assert len(record["shards_by_device"]) == 2 and sum(record["shards_by_device"]) == record["shards"] == 50
+    assert min(record["shards_by_device"]) > 0, record  # both devices took part
+    folder = Path(record["cache"])
+    spread = np.concatenate([np.load(labelling._shard_path(folder, i)) for i in range(record["shards"])])
+    one_device = np.concatenate([np.load(p) for p in sorted(next((bilstm_run[0] / "cache").glob("logits-*")).glob("shard-*.npy"))])
+    np.testing.assert_allclose(spread, one_device, atol=1e-4)  # batches are grouped differently: float noise only

@@ -201,3 +201,9 @@ def scaled_loss(optimizer, loss):
 
 def unscaled_gradients(optimizer, gradients: List[Any]) -> List[Any]:
     return optimizer.get_unscaled_gradients(gradients) if hasattr(optimizer, "get_unscaled_gradients") else gradients
+
+
+def local_devices(strategy) -> List[str]:
+    """The devices this process computes on under ``strategy``: every GPU (or logical CPU) of a mirrored
+    strategy, this worker's under multi_worker; empty for one device."""
+    return list(strategy.extended.worker_devices) if strategy is not None else []

@@ -10,16 +10,21 @@ a worker computes a shard only after claiming it (``shard-i.claim``, created exc
 host and process), so each shard is computed once; it then takes the shards others finished. The
 claim of a worker that died is taken over: at once on its own host (its process is gone), after
 ``claim_timeout`` seconds from another host. A killed worker loses at most the shard it was computing.
+Within one process, copies of the teacher on several devices (every GPU of a host) work the same
+way, one thread a device.
 """
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import socket
+import threading
 import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -38,6 +43,7 @@ class LabellingResult:
     reused_shards: int  # finished before this call started
     seconds: float
     computed_shards: int = 0  # by this worker; the rest were reused or computed by other workers meanwhile
+    shards_by_device: List[int] = field(default_factory=list)  # of computed_shards, by each device's teacher
 
 
 def cache_key(teacher_fingerprint: str, texts: Sequence[str], max_seq_length: int, shard_size: int) -> str:
@@ -119,12 +125,15 @@ def label_transfer_set(
     claim_timeout: float = 3600.0,
     poll_seconds: float = 0.5,
     keep_logits: bool = True,
+    devices: Sequence[Tuple[Optional[str], object]] = (),
 ) -> LabellingResult:
     """Return the teacher's logits for ``texts``, computing only the shards not cached yet (nor being
     computed by another worker: those are waited for).
 
     ``texts`` may be read from disk on demand (:class:`rasa_kd.distill.streaming.TransferSetFile`); with
     ``keep_logits=False`` no shard stays in memory once written or checked, and the result's logits are None.
+    ``devices`` (pairs of a TensorFlow device name and a copy of ``teacher`` placed on it) label shards side by
+    side, one thread a device; without it ``teacher`` labels them all where TensorFlow places it.
     """
     started = time.perf_counter()
     key = cache_key(teacher.fingerprint, texts, teacher.max_seq_length, shard_size)
@@ -153,40 +162,64 @@ def label_transfer_set(
         logger.info("labelling: %d of %d shards already in %s", reused, shard_count, folder)
     bar = progress_bar(enabled=progress, description="teacher logits", total=len(texts), unit="sentence",
                        initial=sum(rows[i] for i in range(shard_count) if parts[i] is not None))
-    computed, waiting_since = 0, None
-    while pending:
-        left = []
-        for index in pending:
-            path = _shard_path(folder, index)
-            if path.is_file() and not _claim_path(folder, index).exists():
-                parts[index] = keep(_load_shard(path, rows[index], n_labels))  # finished by another worker (None: damaged)
-            if parts[index] is None and _try_claim(folder, index, claim_timeout):
-                try:
-                    # Finished by a worker that died before releasing it? Then it is whole (it was renamed in).
-                    parts[index] = keep(_load_shard(path, rows[index], n_labels)) if path.is_file() else None
-                    if parts[index] is None:
-                        start = index * shard_size
-                        logits = teacher.logits(texts[start : start + shard_size], batch_size=batch_size)
-                        _save_shard(path, logits)
-                        parts[index] = keep(logits)
-                        computed += 1
-                finally:
-                    _claim_path(folder, index).unlink(missing_ok=True)
-            if parts[index] is None:
-                left.append(index)
-            else:
-                bar.update(rows[index])
-        if len(left) == len(pending):  # every shard left is another worker's, for now
-            if waiting_since is None:
-                waiting_since = time.monotonic()
-                logger.info("labelling: waiting for %d shards other workers are computing", len(left))
-            time.sleep(poll_seconds)
-        else:
-            waiting_since = None
-        pending = left
+    lock = threading.Lock()
+    shard_queue = list(pending)
+
+    def work(device: Optional[str], model) -> int:
+        """Claim and compute shards until none is left to claim; then wait for those others hold."""
+        import tensorflow as tf
+
+        computed, waiting_since, todo = 0, None, None
+        while True:
+            with lock:
+                todo = [index for index in shard_queue if parts[index] is None] if todo is None else \
+                    [index for index in todo if parts[index] is None]
+            if not todo:
+                return computed
+            progressed = False
+            for index in todo:
+                path = _shard_path(folder, index)
+                if parts[index] is None and path.is_file() and not _claim_path(folder, index).exists():
+                    finished = keep(_load_shard(path, rows[index], n_labels))  # finished elsewhere (None: damaged)
+                    with lock:
+                        if finished is not None and parts[index] is None:
+                            parts[index] = finished
+                            bar.update(rows[index])
+                            progressed = True
+                if parts[index] is None and _try_claim(folder, index, claim_timeout):
+                    try:
+                        # Finished by a worker that died before releasing it? Then it is whole (it was renamed in).
+                        done = keep(_load_shard(path, rows[index], n_labels)) if path.is_file() else None
+                        if done is None:
+                            start = index * shard_size
+                            with tf.device(device) if device else contextlib.nullcontext():
+                                logits = model.logits(texts[start : start + shard_size], batch_size=batch_size)
+                            _save_shard(path, logits)
+                            done = keep(logits)
+                            computed += 1
+                        parts[index] = done
+                    finally:
+                        _claim_path(folder, index).unlink(missing_ok=True)
+                    bar.update(rows[index])
+                    progressed = True
+            if progressed:
+                waiting_since = None
+            else:  # every shard left is another worker's, for now
+                if waiting_since is None:
+                    waiting_since = time.monotonic()
+                    logger.info("labelling: waiting for %d shards other workers are computing", len(todo))
+                time.sleep(poll_seconds)
+
+    labellers = list(devices) or [(None, teacher)]
+    if len(labellers) == 1:
+        by_device = [work(*labellers[0])]
+    else:
+        logger.info("labelling on %d devices: %s", len(labellers), ", ".join(str(d) for d, _ in labellers))
+        with ThreadPoolExecutor(max_workers=len(labellers)) as pool:
+            by_device = [future.result() for future in [pool.submit(work, *pair) for pair in labellers]]
     bar.close()
     if not keep_logits:
         logits = None
     else:
         logits = np.concatenate(parts) if parts else np.zeros((0, n_labels), dtype=np.float32)
-    return LabellingResult(logits, folder, shard_count, reused, time.perf_counter() - started, computed)
+    return LabellingResult(logits, folder, shard_count, reused, time.perf_counter() - started, sum(by_device), by_device)

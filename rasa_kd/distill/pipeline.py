@@ -334,8 +334,10 @@ class Distillation:
         texts = self.transfer_file() if streamed else self.saved_transfer_set().texts
         settings = self.config.labelling
         result = label_transfer_set(teacher, texts, run.cache(self.config), settings.batch_size, settings.shard_size,
-                                    self.progress, claim_timeout=60.0 * settings.claim_minutes, keep_logits=not streamed)
+                                    self.progress, claim_timeout=60.0 * settings.claim_minutes, keep_logits=not streamed,
+                                    devices=self._teacher_copies())
         record = {"cache": str(result.cache_dir), "sentences": len(texts), "shards": result.shards, "streamed": streamed,
+                  "shards_by_device": result.shards_by_device,
                   "reused_shards": result.reused_shards, "computed_shards": result.computed_shards, "seconds": round(result.seconds, 2),
                   "teacher_fingerprint": teacher.fingerprint, "transfer_set_sha256": sha256_file(run.transfer_set)}
         if not self.chief:
@@ -344,6 +346,21 @@ class Distillation:
         if result.reused_shards < result.shards:
             run.record_stage("label", result.seconds, record["transfer_set_sha256"], reused_shards=result.reused_shards)
         return result
+
+    def _teacher_copies(self) -> list:
+        """(device, teacher placed on it) for every device of this process's strategy, when it has several."""
+        devices = distribute.local_devices(self.strategy)
+        if len(devices) < 2:
+            return []
+        import tensorflow as tf
+
+        from rasa_kd.models.teacher import Teacher
+
+        copies = []
+        for device in devices:
+            with tf.device(device):
+                copies.append((device, Teacher.load(self.run.teacher)))
+        return copies
 
     # --- student ---------------------------------------------------------------------------------
 
