@@ -1,0 +1,76 @@
+"""Which score separates in-scope from out-of-scope messages best, from logits the models already give:
+the top softmax confidence (what Rasa's FallbackClassifier reads), the top logit, or the energy
+(logsumexp of the logits; Liu et al. 2020)? Inference only, on finished runs.
+
+    .venv/bin/python benchmarks/oos_scores.py --tag oe-holdout
+
+AUROC in vs out (sklearn) and out-of-scope caught at the threshold keeping 95% of in-scope test
+messages (an oracle threshold: the usual way to compare scores). Writes
+benchmarks/results/oos_scores-TAG.json.
+"""
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SETS = {  # name -> (run folder under runs/fewshot/TAG, in-scope test file, out-of-scope file)
+    "example_bot": ("example_bot", "example_bot/tests/test_nlu.yml", "example_bot/tests/out_of_scope.yml"),
+    "snips-10-s0": ("snips-10-s0", "runs/fewshot/data/snips-10-s0/test.yml", "runs/oos/snips_out_of_scope.txt"),
+    "saranoos-10-s0": ("saranoos-10-s0", "runs/fewshot/data/sara-10-s0/test-no-oos.yml",
+                       "runs/fewshot/data/sara-10-s0/out_of_scope.txt"),
+}
+
+
+def scores(logits):
+    from scipy.special import logsumexp, softmax
+
+    return {"top softmax": softmax(logits, axis=1).max(axis=1), "top logit": logits.max(axis=1),
+            "energy": logsumexp(logits, axis=1)}
+
+
+def separation(inside, outside) -> dict:
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    threshold = float(np.quantile(inside, 0.05))  # keeps 95% of in-scope messages
+    auroc = roc_auc_score(np.r_[np.ones(len(inside)), np.zeros(len(outside))], np.r_[inside, outside])
+    return {"auroc": round(float(auroc), 3), "caught": round(float(np.mean(outside < threshold)), 3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tag", default="oe-holdout")
+    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from rasa_kd.data.nlu_yaml import load_intent_examples
+    from rasa_kd.distill.confidence import read_out_of_scope
+    from rasa_kd.models.student import StudentModel
+    from rasa_kd.models.teacher import Teacher
+
+    rows = []
+    for name in args.sets:
+        folder, test, oos = SETS[name]
+        run = ROOT / "runs" / "fewshot" / args.tag / folder
+        inside = [t for t, _ in load_intent_examples(ROOT / test)]
+        outside = read_out_of_scope(ROOT / oos, "out-of-scope file")
+        models = {"teacher": Teacher.load(run / "bilstm" / "teacher")}
+        for kind in ("bilstm", "tinybert"):
+            if (run / kind / "student").is_dir():
+                models[kind] = StudentModel.load(run / kind / "student")
+        for model_name, model in models.items():
+            a, b = scores(model.logits(inside)), scores(model.logits(outside))
+            row = {"set": name, "model": model_name, **{score: separation(a[score], b[score]) for score in a}}
+            rows.append(row)
+            print(f"{name:15s} {model_name:8s} " + "  ".join(f"{s}: AUROC {v['auroc']:.3f}, caught {100 * v['caught']:.1f}%"
+                                                      for s, v in row.items() if isinstance(v, dict)), flush=True)
+    out = ROOT / "benchmarks" / "results" / f"oos_scores-{args.tag}.json"
+    out.write_text(json.dumps({"date": datetime.date.today().isoformat(), "command": " ".join(sys.argv), "rows": rows}, indent=2) + "\n",
+                   encoding="utf-8")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
