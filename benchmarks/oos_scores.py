@@ -1,6 +1,8 @@
 """Which score separates in-scope from out-of-scope messages best, from logits the models already give:
 the top softmax confidence (what Rasa's FallbackClassifier reads), the top logit, or the energy
-(logsumexp of the logits; Liu et al. 2020)? Inference only, on finished runs.
+(logsumexp of the logits; Liu et al. 2020)? And what could temperature scaling give at best: the
+softmax at the temperature that minimises the in-scope test ECE (an oracle: picked on the test set, a
+bound, not a method). Inference only, on finished runs.
 
     .venv/bin/python benchmarks/oos_scores.py --tag oe-holdout
 
@@ -30,6 +32,25 @@ def scores(logits):
             "energy": logsumexp(logits, axis=1)}
 
 
+def best_temperature(logits_in, correct, logits_out) -> dict:
+    """The temperature (of a grid) with the lowest in-scope ECE, and what the softmax gives there."""
+    import numpy as np
+    from scipy.special import softmax
+
+    from rasa_kd.distill.confidence import expected_calibration_error
+
+    def at(t):
+        a, b = softmax(logits_in / t, axis=1).max(axis=1), softmax(logits_out / t, axis=1).max(axis=1)
+        return {"temperature": t, "ece": round(expected_calibration_error(a, correct), 3), **separation(a, b)}
+
+    grid = [round(float(t), 2) for t in np.exp(np.linspace(np.log(0.25), np.log(4.0), 25))]
+    # What a perfectly calibrated model with these confidences would score on this many messages: each
+    # answer right with probability its confidence (200 draws). An ECE near it cannot be told from calibrated.
+    confidence, rng = softmax(logits_in, axis=1).max(axis=1), np.random.default_rng(0)
+    floor = np.mean([expected_calibration_error(confidence, rng.random(len(confidence)) < confidence) for _ in range(200)])
+    return {"t1": at(1.0), "best": min((at(t) for t in grid), key=lambda r: r["ece"]), "calibrated_floor": round(float(floor), 3)}
+
+
 def separation(inside, outside) -> dict:
     import numpy as np
     from sklearn.metrics import roc_auc_score
@@ -54,18 +75,26 @@ def main() -> None:
     for name in args.sets:
         folder, test, oos = SETS[name]
         run = ROOT / "runs" / "fewshot" / args.tag / folder
-        inside = [t for t, _ in load_intent_examples(ROOT / test)]
+        examples = load_intent_examples(ROOT / test)
+        inside, gold = [t for t, _ in examples], [i for _, i in examples]
         outside = read_out_of_scope(ROOT / oos, "out-of-scope file")
         models = {"teacher": Teacher.load(run / "bilstm" / "teacher")}
         for kind in ("bilstm", "tinybert"):
             if (run / kind / "student").is_dir():
                 models[kind] = StudentModel.load(run / kind / "student")
         for model_name, model in models.items():
-            a, b = scores(model.logits(inside)), scores(model.logits(outside))
+            logits_in, logits_out = model.logits(inside), model.logits(outside)
+            a, b = scores(logits_in), scores(logits_out)
             row = {"set": name, "model": model_name, **{score: separation(a[score], b[score]) for score in a}}
+            correct = [model.labels[i] == g for i, g in zip(logits_in.argmax(axis=1), gold)]
+            row["temperature"] = best_temperature(logits_in, correct, logits_out)
             rows.append(row)
             print(f"{name:15s} {model_name:8s} " + "  ".join(f"{s}: AUROC {v['auroc']:.3f}, caught {100 * v['caught']:.1f}%"
-                                                      for s, v in row.items() if isinstance(v, dict)), flush=True)
+                                                      for s, v in row.items() if s in a), flush=True)
+            t1, best = row["temperature"]["t1"], row["temperature"]["best"]
+            print(f"{'':24s}ECE {t1['ece']:.3f} at T=1 (a calibrated model: {row['temperature']['calibrated_floor']:.3f}); "
+                  f"oracle T={best['temperature']}: ECE {best['ece']:.3f}, "
+                  f"AUROC {best['auroc']:.3f}, caught {100 * best['caught']:.1f}%", flush=True)
     out = ROOT / "benchmarks" / "results" / f"oos_scores-{args.tag}.json"
     out.write_text(json.dumps({"date": datetime.date.today().isoformat(), "command": " ".join(sys.argv), "rows": rows}, indent=2) + "\n",
                    encoding="utf-8")
