@@ -163,17 +163,15 @@ def label_transfer_set(
     bar = progress_bar(enabled=progress, description="teacher logits", total=len(texts), unit="sentence",
                        initial=sum(rows[i] for i in range(shard_count) if parts[i] is not None))
     lock = threading.Lock()
-    shard_queue = list(pending)
 
     def work(device: Optional[str], model) -> int:
         """Claim and compute shards until none is left to claim; then wait for those others hold."""
         import tensorflow as tf
 
-        computed, waiting_since, todo = 0, None, None
+        computed, waiting_since, todo = 0, None, list(pending)
         while True:
             with lock:
-                todo = [index for index in shard_queue if parts[index] is None] if todo is None else \
-                    [index for index in todo if parts[index] is None]
+                todo = [index for index in todo if parts[index] is None]
             if not todo:
                 return computed
             progressed = False

@@ -394,7 +394,7 @@ class Distillation:
                         training.epochs, len(transfer), len(splits["train"][0]))
         record = {"teacher_fingerprint": teacher.fingerprint, "teacher_base_model": teacher.record.get("base_model"),
                   "transfer_set_sha256": transfer_sha, "training_settings": dataclasses.asdict(training)}
-        stream = self._student_stream(teacher, arch_settings, training.batch_size, labelling.cache_dir) if streamed else None
+        stream = self._student_stream(teacher, arch_settings, training.batch_size, labelling.cache_dir, transfer_sha) if streamed else None
         with distribute.scope(self.strategy):
             student, teacher_ids = new_student(s.type, arch_settings, teacher, None if streamed else transfer.texts,
                                                s.training.random_seed, record, used=stream.tokens.used if streamed else None,
@@ -433,13 +433,13 @@ class Distillation:
         shutil.rmtree(run.resume / "student", ignore_errors=True)
         return student.use_numpy()  # served as a loaded student is
 
-    def _student_stream(self, teacher, arch_settings, batch_size: int, logits_folder: Path):
+    def _student_stream(self, teacher, arch_settings, batch_size: int, logits_folder: Path, transfer_sha256: str):
         """The transfer set's token ids (written to the cache once) and logits, read shard by shard."""
         from rasa_kd.distill.streaming import ShardStream, token_shards
         from rasa_kd.models.student import uses_special_tokens
 
         tokens = token_shards(self.transfer_file(), teacher, arch_settings.max_seq_length, uses_special_tokens(self.config.student.type),
-                              self.config.labelling.shard_size, self.run.cache(self.config), self.progress)
+                              self.config.labelling.shard_size, self.run.cache(self.config), self.progress, transfer_sha256)
         return ShardStream(tokens, logits_folder, len(teacher.labels), batch_size)
 
     def _student_threshold(self, student) -> Optional[dict]:

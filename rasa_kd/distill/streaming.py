@@ -116,15 +116,18 @@ def _save_tokens(path: Path, id_lists: Sequence[Sequence[int]], gold: np.ndarray
 
 
 def token_shards(transfer: TransferSetFile, teacher, max_seq_length: int, special_tokens: bool, shard_size: int,
-                 cache_root: Path, progress: bool = True) -> TokenShards:
+                 cache_root: Path, progress: bool = True, transfer_sha256: Optional[str] = None) -> TokenShards:
     """Tokenise ``transfer`` with the teacher's tokenizer, shard by shard, into ``cache_root``.
+
+    ``transfer_sha256`` is the file's checksum when the caller has it (else it is computed).
 
     Shards written by an earlier (killed) run of the same inputs are read instead of recomputed.
     """
     from rasa_kd.models import bert
 
     digest = hashlib.sha256()
-    for part in (teacher.fingerprint, sha256_file(transfer.path), str(max_seq_length), str(special_tokens), str(shard_size)):
+    checksum = transfer_sha256 or sha256_file(transfer.path)
+    for part in (teacher.fingerprint, checksum, str(max_seq_length), str(special_tokens), str(shard_size)):
         digest.update(part.encode("utf-8") + b"\0")
     folder = Path(cache_root) / f"tokens-{digest.hexdigest()[:20]}"
     folder.mkdir(parents=True, exist_ok=True)
