@@ -26,6 +26,12 @@ LABELS = 57
 SHARD = 4096
 
 
+def sara_words() -> list:
+    """The distinct words of Sara's training sentences (thesis TSV), sorted: the synthetic sets' vocabulary."""
+    return sorted({w for line in (SHARED / "sara" / "thesis_tsv" / "train.tsv").read_text(encoding="utf-8").splitlines()
+                   for w in line.split("\t")[-1].lower().split()})
+
+
 def _rss_mb(field: str) -> float:
     with open("/proc/self/status", encoding="utf-8") as status:
         for line in status:
@@ -105,8 +111,7 @@ def prepare(work: Path, sizes) -> None:
         model(model.dummy_inputs)
         model.save_pretrained(work / "teacher_bert")
         tokenizer.save_pretrained(work / "teacher_bert")
-    words = sorted({w for line in (SHARED / "sara" / "thesis_tsv" / "train.tsv").read_text(encoding="utf-8").splitlines()
-                    for w in line.split("\t")[-1].lower().split()})
+    words = sara_words()
     rng = np.random.default_rng(0)
     for size in sizes:
         path = work / f"transfer-{size}.jsonl"

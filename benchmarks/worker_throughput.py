@@ -20,15 +20,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "datasets"
 LABELS = 57
 
 
 def _sentences(count: int, seed: int = 0):
     import numpy as np
 
-    words = sorted({w for line in (SHARED / "sara" / "thesis_tsv" / "train.tsv").read_text(encoding="utf-8").splitlines()
-                    for w in line.split("\t")[-1].lower().split()})
+    from streaming_memory import sara_words  # benchmarks/ is on the path of a script run from it
+
+    words = sara_words()
     rng = np.random.default_rng(seed)
     return [" ".join(words[i] for i in rng.integers(0, len(words), size=int(rng.integers(4, 17)))) for _ in range(count)]
 
