@@ -26,20 +26,33 @@ def test_numpy_bilstm_matches_keras(layers, multichannel, monkeypatch):
     ids, mask = batch_with_padding(30)
     expected = student_forward("bilstm", network)(ids, mask).numpy()
     runtime = NumpyBiLSTM(network)
-    assert runtime._projected.all()  # a small table is filled at load
-    np.testing.assert_allclose(runtime(ids, mask), expected, atol=1e-5)
-    monkeypatch.setattr(NumpyBiLSTM, "TABLE_BYTES", 0)
-    runtime = NumpyBiLSTM(network)
-    # A large table fills token by token: first one sentence, then the batch.
-    assert not runtime._projected.any()
-    np.testing.assert_allclose(runtime(ids[:1, :7], mask[:1, :7]), expected[:1], atol=1e-5)  # no padding: fast path
-    assert set(np.flatnonzero(runtime._projected)) == set(ids[0, :7])
-    np.testing.assert_allclose(runtime(ids, mask), expected, atol=1e-5)
-    assert set(np.flatnonzero(runtime._projected)) == set(ids.ravel())
-    np.testing.assert_allclose(runtime(ids, mask), expected, atol=1e-5)  # all from the table
-    runtime.first_projection = None  # without the table: every projection computed
+    assert (runtime._slot >= 0).all()  # a small table is filled at load
     np.testing.assert_allclose(runtime(ids, mask), expected, atol=1e-5)
 
+    def stored(runtime):
+        return set(np.flatnonzero(runtime._slot >= 0))
+
+    monkeypatch.setattr(NumpyBiLSTM, "TABLE_BYTES", 0)
+    runtime = NumpyBiLSTM(network, eager_rows=10)
+    # A large table fills token by token: first one sentence, then the batch.
+    assert not stored(runtime)
+    np.testing.assert_allclose(runtime(ids[:1, :7], mask[:1, :7]), expected[:1], atol=1e-5)  # no padding: fast path
+    assert stored(runtime) == set(ids[0, :7])
+    np.testing.assert_allclose(runtime(ids, mask), expected, atol=1e-5)
+    assert stored(runtime) == set(ids.ravel())
+    assert runtime._filled == len(set(ids.ravel()))  # compact: one row per token met
+    np.testing.assert_allclose(runtime(ids, mask), expected, atol=1e-5)  # all from the table
+    runtime = NumpyBiLSTM(network)  # the whole batch's tokens at once: one matrix product, not a row each
+    assert len(set(ids.ravel())) > 12
+    np.testing.assert_allclose(runtime(ids, mask), expected, atol=1e-5)
+    runtime.use_table = False  # without the table: every projection computed
+    np.testing.assert_allclose(runtime(ids, mask), expected, atol=1e-5)
+    # Room for 12 rows: the trained rows asked for (10) at load, the rest when met.
+    monkeypatch.setattr(NumpyBiLSTM, "TABLE_BYTES", 12 * runtime._rows.shape[1] * 4)
+    runtime = NumpyBiLSTM(network, eager_rows=10)
+    assert stored(runtime) == set(range(10))
+    np.testing.assert_allclose(runtime(ids, mask), expected, atol=1e-5)
+    assert stored(runtime) == set(range(10)) | set(ids.ravel())
 
 @pytest.mark.parametrize("activation", ["gelu_new", "gelu"])
 def test_numpy_bert_matches_transformers(tiny_bert_dir, activation):

@@ -7,6 +7,7 @@ NumPy calls per token or layer; tests check they agree with the TensorFlow model
 """
 import contextlib
 import functools
+import threading
 from typing import ContextManager, Optional
 
 import numpy as np
@@ -52,13 +53,16 @@ def _dense(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
 class NumpyBiLSTM:
     """Embeddings -> BiLSTM layers -> ReLU layer -> logits, from a Keras model of ``build_bilstm``."""
 
-    # The first layer's input projection x @ W + b depends on the token alone, so it is kept in a
-    # table [vocab, 8H]: a lookup then replaces a third of the arithmetic (for 6 tokens and 300
-    # units, 0.3 ms of products). A table up to TABLE_BYTES is filled at load; a larger one row by row
-    # the first time each token is seen, holding memory only for the tokens met (9.6 kB each at 300 units).
+    # The first layer's input projection x @ W + b depends on the token alone, so it is kept per token
+    # [8H]: a lookup then replaces a third of the arithmetic (for 6 tokens and 300 units, 0.3 ms of
+    # products). A table up to TABLE_BYTES is filled at load. A larger one (every student that reads
+    # the teacher's 30,522 WordPieces: 293 MB at 300 units) gets the ``eager_rows`` first ids (the
+    # trained vocabulary) at load and any other token the first time it is met, its row appended to a
+    # compact store. Rows written into a 293 MB array as tokens came cost a page fault each and made the
+    # first sight of a token 1-10 ms (benchmarks/NOTES.md, "Batch-1 latency on SNIPS").
     TABLE_BYTES = 256 * 2**20
 
-    def __init__(self, network):
+    def __init__(self, network, eager_rows: Optional[int] = None):
         get = network.get_layer
         tables = [get("embedding").get_weights()[0]]
         if any(layer.name == "embedding_static" for layer in network.layers):
@@ -79,10 +83,15 @@ class NumpyBiLSTM:
             # Stored transposed: U.T @ h is 25% faster than h @ U for one sentence (OpenBLAS).
             self.layers.append((kernel, bias, np.ascontiguousarray(recurrent.transpose(0, 2, 1))))
         vocab, width = self.embeddings.shape[0], self.layers[0][0].shape[1]
-        self.first_projection = np.empty((vocab, width), dtype=np.float32)  # [vocab, 8H]; _projected marks filled rows
-        self._projected = np.zeros(vocab, dtype=bool)
-        if vocab * width * 4 <= self.TABLE_BYTES:
-            self._fill_projection(np.arange(vocab))
+        self.use_table = True
+        self._slot = np.full(vocab, -1, dtype=np.int64)  # row of each token id in _rows, -1 until computed
+        self._rows = np.empty((0, width), dtype=np.float32)
+        self._filled = 0
+        self._lock = threading.Lock()  # one writer; readers take no lock
+        row_bytes = width * 4
+        eager = vocab if vocab * row_bytes <= self.TABLE_BYTES else min(eager_rows or 0, self.TABLE_BYTES // row_bytes, vocab)
+        if eager:
+            self._project(np.arange(eager))
         self.dense_w, self.dense_b = get("dense").get_weights()
         self.out_w, self.out_b = get("logits").get_weights()
 
@@ -90,10 +99,12 @@ class NumpyBiLSTM:
         keep = None if mask.all() else mask.astype(bool)
         x = None
         for index, (kernel, bias, recurrent) in enumerate(self.layers):
-            if index == 0 and self.first_projection is not None:
-                if not self._projected[ids].all():
-                    self._fill_projection(ids)
-                projected = self.first_projection[ids]  # [batch, length, 8H]
+            if index == 0 and self.use_table:
+                slots = self._slot[ids]
+                if (slots < 0).any():
+                    self._project(ids[slots < 0])
+                    slots = self._slot[ids]
+                projected = self._rows[slots]  # [batch, length, 8H]; _rows read after the slots, see _project
             else:
                 inputs = self.embeddings[ids] if index == 0 else x
                 projected = _dense(inputs, kernel, bias)
@@ -101,11 +112,29 @@ class NumpyBiLSTM:
         hidden = np.maximum(x @ self.dense_w + self.dense_b, 0.0)
         return hidden @ self.out_w + self.out_b
 
-    def _fill_projection(self, ids: np.ndarray) -> None:
-        new = np.unique(ids[~self._projected[ids]])
-        kernel, bias = self.layers[0][:2]
-        self.first_projection[new] = self.embeddings[new] @ kernel + bias
-        self._projected[new] = True  # after the rows: a row marked done is always complete
+    def _project(self, ids: np.ndarray) -> None:
+        """Compute and store the first layer's projection of the tokens of ``ids`` not yet stored."""
+        with self._lock:
+            new = np.unique(ids)
+            new = new[self._slot[new] < 0]
+            if not len(new):
+                return
+            start, end = self._filled, self._filled + len(new)
+            rows = self._rows
+            if end > len(rows):  # doubling: each row copied a bounded number of times
+                rows = np.empty((min(max(end, 2 * len(rows), 1024), len(self._slot)), rows.shape[1]), dtype=np.float32)
+                rows[:start] = self._rows[:start]
+            kernel, bias = self.layers[0][:2]
+            embedded = self.embeddings[new]
+            if len(new) <= 12:  # a matrix-vector product a row: OpenBLAS's gemm first packs all of the 2.9 MB
+                # kernel, 290 us for 2 rows against 26 us a row (300 units, benchmarks/NOTES.md)
+                rows[start:end] = np.stack([row @ kernel for row in embedded]) + bias
+            else:
+                rows[start:end] = embedded @ kernel + bias
+            # The store before the slots: a reader that sees a slot also sees a store holding its row.
+            self._rows = rows
+            self._slot[new] = np.arange(start, end)
+            self._filled = end
 
     @staticmethod
     def _bilstm(projected, keep, recurrent_t, last):
@@ -242,6 +271,7 @@ def _norm_columns(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float
     return centred / np.sqrt(variance + eps) * gamma + beta
 
 
-def numpy_runtime(kind: str, network):
-    """The NumPy forward pass for a student network of ``kind``."""
-    return NumpyBiLSTM(network) if kind == "bilstm" else NumpyBert(network)
+def numpy_runtime(kind: str, network, trained_rows: Optional[int] = None):
+    """The NumPy forward pass for a student network of ``kind`` (``trained_rows``: ids below it are the
+    trained vocabulary, the rows a BiLSTM prepares at load)."""
+    return NumpyBiLSTM(network, eager_rows=trained_rows) if kind == "bilstm" else NumpyBert(network)

@@ -259,7 +259,7 @@ class StudentModel:
         """Serve with the NumPy forward pass (weights copied now: call again after training)."""
         from rasa_kd.models.numpy_runtime import numpy_runtime
 
-        self._numpy = numpy_runtime(self.kind, self._served)
+        self._numpy = numpy_runtime(self.kind, self._served, trained_rows=self.vocab.size)
         return self
 
     @property
