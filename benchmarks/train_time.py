@@ -11,7 +11,8 @@ Below 1,000 training examples the defaults fix the work, whatever the number of 
 teacher steps, a 20,000-sentence transfer set, 200,000 student sentence passes; so one bot of about
 600 examples stands for any such bot.
 
-Results: benchmarks/results/train_time.json (one entry per bot name).
+Results: benchmarks/results/train_time.json (one entry per bot name), with the seconds of each
+distillation stage (the component's `workdir` keeps its run folder and stages.json).
 """
 import argparse
 import datetime
@@ -44,6 +45,9 @@ def nlu_config(name: str, work: Path) -> Path:
     """The example bot's config without its policies (NLU only)."""
     config = yaml.safe_load((ROOT / "example_bot" / CONFIGS[name]).read_text(encoding="utf-8"))
     config.pop("policies", None)
+    for component in config["pipeline"]:
+        if component["name"] == "rasa_kd.DistilledIntentClassifier":
+            component["workdir"] = str(work / "distill")  # its run folder kept: stages.json times each stage
     path = work / f"config-{name}.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path
@@ -83,9 +87,15 @@ def main(argv=None) -> None:
                   "--fixed-model-name", name], cwd=work)
         entry["seconds"][name] = round(time.perf_counter() - started, 1)
         print(f"   {entry['seconds'][name] / 60:.1f} min", flush=True)
+        stages = work / "distill" / "run" / "stages.json"
+        if name == "distilled" and stages.is_file():
+            entry["distilled_stages"] = {stage: record["seconds"] for stage, record in read_json(stages).items()}
+            print("   " + ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in entry["distilled_stages"].items()), flush=True)
     # A run of some of the models keeps the times an earlier run measured for the others.
     earlier = results.get(args.name, {}).get("seconds", {})
     entry["seconds"] = {**{k: v for k, v in earlier.items() if k not in entry["seconds"]}, **entry["seconds"]}
+    if "distilled" not in args.models and "distilled_stages" in results.get(args.name, {}):
+        entry["distilled_stages"] = results[args.name]["distilled_stages"]
     results[args.name] = entry
     write_json(target, results)
 
