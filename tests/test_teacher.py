@@ -30,6 +30,18 @@ def test_fine_tuning_lowers_the_loss_and_learns_the_intents(trained):
     assert history.epochs[-1].dev["accuracy"] >= 0.9
 
 
+def test_frozen_embeddings_stay_the_base_models_and_the_encoder_trains(trained, tiny_bert_dir):
+    texts, intents = intent_pairs()
+    base = bert.load_sequence_classifier(tiny_bert_dir, ["a", "b", "c"]).bert
+    settings = TeacherSettings(model=str(tiny_bert_dir), **{**FAST, "epochs": 2}, train_embeddings=False)
+    frozen, _ = fine_tune_teacher(texts, intents, settings, progress=False)
+    np.testing.assert_array_equal(frozen.model.bert.embeddings.weight.numpy(), base.embeddings.weight.numpy())
+    query = base.encoder.layer[0].attention.self_attention.query.kernel.numpy()
+    assert not np.allclose(frozen.model.bert.encoder.layer[0].attention.self_attention.query.kernel.numpy(), query)
+    # by default the rows move with the rest
+    assert not np.allclose(trained[0].model.bert.embeddings.weight.numpy(), base.embeddings.weight.numpy())
+
+
 def test_logits_do_not_depend_on_batching(trained):
     teacher, _ = trained
     texts, _ = intent_pairs()

@@ -91,6 +91,7 @@ def fine_tune_teacher(
     tf.keras.utils.set_random_seed(settings.random_seed)
     with distribute.scope(strategy), acceleration.building():
         model = bert.load_sequence_classifier(model_dir, labels)
+        model.bert.embeddings.trainable = settings.train_embeddings
     max_positions = getattr(model.config, "max_position_embeddings", 512)
     if settings.max_seq_length > max_positions:
         raise ConfigError(f"'max_seq_length' is {settings.max_seq_length} but {model_dir} supports at most {max_positions}")

@@ -17,7 +17,7 @@ from rasa_kd.errors import ModelLoadError
 from rasa_kd.io_utils import atomic_directory, read_json, sha256_file, write_json
 from rasa_kd.provenance import fingerprint, package_versions
 from rasa_kd.progress import progress_bar
-from rasa_kd.settings import from_mapping, integer, number, optional_integer, optional_text, setting
+from rasa_kd.settings import boolean, from_mapping, integer, number, optional_integer, optional_text, setting
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,9 @@ class TeacherSettings:
                                         optional_integer(1, 4096))
     learning_rate: float = setting(2e-4, "peak AdamW learning rate (2e-4 suits the 6-layer default; ~3e-5 for BERT-base)", number(0.0, 1.0, min_inclusive=False))
     warmup_ratio: float = setting(0.1, "share of steps with linear warm-up, then linear decay to 0", number(0.0, 1.0, max_inclusive=False))
+    train_embeddings: bool = setting(
+        True, "fine-tune the embedding layer (WordPiece, position, LayerNorm); false: it stays the base model's",
+        boolean())
     weight_decay: float = setting(0.01, "AdamW weight decay (not on biases and LayerNorm)", number(0.0, 1.0))
     max_seq_length: int = setting(64, "WordPiece tokens kept per sentence, [CLS] and [SEP] included", integer(8, 512))
     random_seed: int = setting(42, "seed for initialisation, dropout and batch order", integer(0, 2**32 - 1))
