@@ -163,6 +163,16 @@ def boolean() -> Check:
     return check
 
 
+def optional_boolean() -> Check:
+    """None, True or False."""
+    inner = boolean()
+
+    def check(key: str, value: Any) -> Optional[bool]:
+        return None if value is None else inner(key, value)
+
+    return check
+
+
 def optional_int_list(minimum: int = 0) -> Check:
     """None or a list of ints >= minimum."""
 

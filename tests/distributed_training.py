@@ -29,7 +29,8 @@ def train(strategy, bert_dir: str, teacher_dir: str) -> dict:
     texts, intents = intent_pairs()
     tests = [t for examples in TEST_EXAMPLES.values() for t in examples]
     # Batches of 8 over 54 sentences (36 + 18 outliers) and of 7 over 36: the last batch of each epoch is uneven.
-    settings = TeacherSettings(model=bert_dir, epochs=4, batch_size=8, learning_rate=5e-3, warmup_ratio=0.1, max_seq_length=16)
+    settings = TeacherSettings(model=bert_dir, epochs=4, batch_size=8, learning_rate=5e-3, warmup_ratio=0.1, max_seq_length=16,
+                               train_embeddings=True)
     teacher, teacher_record = fine_tune_teacher(texts, intents, settings, progress=False, strategy=strategy)
 
     fixed = Teacher.load(Path(teacher_dir))  # the student learns from the same teacher under every strategy

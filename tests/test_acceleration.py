@@ -9,7 +9,7 @@ from rasa_kd.distill.teacher_training import fine_tune_teacher
 from rasa_kd.models.teacher import TeacherSettings
 from tests.tiny_models import intent_pairs, tiny_distill_config
 
-FAST = dict(epochs=2, batch_size=8, learning_rate=5e-3, max_seq_length=16, outliers=0.0)
+FAST = dict(epochs=2, batch_size=8, learning_rate=5e-3, max_seq_length=16, outliers=0.0, train_embeddings=True)
 
 
 def test_mixed_precision_teacher_computes_in_float16_and_keeps_float32_weights(tiny_bert_dir):

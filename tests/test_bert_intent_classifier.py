@@ -13,7 +13,8 @@ from rasa_kd.components.common import RasaKDComponentError
 from tests.tiny_models import intent_pairs
 
 NODE = "train_BertIntentClassifier0"
-TRAINING = {"epochs": 25, "batch_size": 8, "learning_rate": 2e-3, "warmup_ratio": 0.0, "max_seq_length": 16}
+TRAINING = {"epochs": 25, "batch_size": 8, "learning_rate": 2e-3, "warmup_ratio": 0.0, "max_seq_length": 16,
+            "train_embeddings": True}
 ODD_TEXTS = ["", "   \n\t ", "hello " * 1700, "😀🎉 pizza 🍕", "\x00\x01\x1b[31m hi \u200b\u2028 bye", "\x00\x07"]
 
 

@@ -58,7 +58,7 @@ def tiny_bot(tmp_path_factory):
     write_nlu_file(bot / "data" / "nlu.yml")
     write_nlu_file(bot / "tests" / "test_nlu.yml", TEST_EXAMPLES)
     teacher = {"name": "rasa_kd.BertIntentClassifier", "model": str(write_tiny_bert(bot.parent / "tiny_bert")),
-               "epochs": 25, "batch_size": 8, "learning_rate": 0.002, "max_seq_length": 16}
+               "epochs": 25, "batch_size": 8, "learning_rate": 0.002, "max_seq_length": 16, "train_embeddings": True}
     for name, component in (("config.yml", teacher),
                             ("config-student.yml", {"name": "rasa_kd.StudentIntentClassifier", "student_path": "distill/bilstm/student"})):
         config = {"recipe": "default.v1", "language": "en", "assistant_id": "rasa-kd-demo-test", "pipeline": [component]}

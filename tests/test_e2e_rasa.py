@@ -36,7 +36,8 @@ def teacher_bot(tmp_path_factory):
         # Rasa's own components beside the teacher must not disturb it.
         {"name": "WhitespaceTokenizer"},
         {"name": "rasa_kd.BertIntentClassifier", "model": str(model_dir), "epochs": 25,
-         "batch_size": 8, "learning_rate": 0.002, "warmup_ratio": 0.0, "max_seq_length": 16, "ranking_length": 2},
+         "batch_size": 8, "learning_rate": 0.002, "warmup_ratio": 0.0, "max_seq_length": 16, "ranking_length": 2,
+         "train_embeddings": True},
     ])
     shutil.rmtree(model_dir)  # the archive must carry the teacher
     return bot, archive
@@ -91,7 +92,7 @@ def test_distillation_inside_rasa_train_and_rasa_test_nlu(tmp_path, tiny_bert_di
     bot = tmp_path / "distilled_bot"
     make_bot(bot, [{"name": "rasa_kd.DistilledIntentClassifier", "student": "bilstm",
                     "teacher": {"model": str(tiny_bert_dir), "epochs": 25, "batch_size": 8, "learning_rate": 0.002,
-                                "max_seq_length": 16},
+                                "max_seq_length": 16, "train_embeddings": True},
                     "transfer_set": {"size": 300},
                     "bilstm": {"hidden_units": 16, "dense_units": 16, "max_seq_length": 16},
                     "training": {"epochs": 10, "batch_size": 16, "learning_rate": 0.005}}])

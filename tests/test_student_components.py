@@ -124,7 +124,7 @@ def test_blas_threads_reaches_the_student_after_create_and_load(storage, context
 # --- distillation inside rasa train ------------------------------------------------------------
 
 DISTILLED = {
-    "teacher": {"epochs": 25, "batch_size": 8, "learning_rate": 2e-3, "max_seq_length": 16},
+    "teacher": {"epochs": 25, "batch_size": 8, "learning_rate": 2e-3, "max_seq_length": 16, "train_embeddings": True},
     "transfer_set": {"size": 300},
     "bilstm": {"hidden_units": 16, "dense_units": 16, "max_seq_length": 16},
     "tinybert": {"layers": 1, "hidden_size": 16, "heads": 2, "intermediate_size": 32, "max_seq_length": 16},

@@ -9,7 +9,8 @@ from rasa_kd.models.teacher import Teacher, TeacherSettings
 from rasa_kd.distill.teacher_training import fine_tune_teacher
 from tests.tiny_models import intent_pairs
 
-FAST = dict(epochs=25, batch_size=8, learning_rate=2e-3, warmup_ratio=0.0, max_seq_length=16)
+# The tiny BERT's embeddings are random: train them (a real base model's stay frozen on small sets by default).
+FAST = dict(epochs=25, batch_size=8, learning_rate=2e-3, warmup_ratio=0.0, max_seq_length=16, train_embeddings=True)
 
 
 @pytest.fixture(scope="module")
@@ -30,16 +31,18 @@ def test_fine_tuning_lowers_the_loss_and_learns_the_intents(trained):
     assert history.epochs[-1].dev["accuracy"] >= 0.9
 
 
-def test_frozen_embeddings_stay_the_base_models_and_the_encoder_trains(trained, tiny_bert_dir):
+def test_a_small_sets_teacher_keeps_the_base_embeddings_unless_asked(trained, tiny_bert_dir):
     texts, intents = intent_pairs()
     base = bert.load_sequence_classifier(tiny_bert_dir, ["a", "b", "c"]).bert
-    settings = TeacherSettings(model=str(tiny_bert_dir), **{**FAST, "epochs": 2}, train_embeddings=False)
-    frozen, _ = fine_tune_teacher(texts, intents, settings, progress=False)
+    fast = {key: value for key, value in FAST.items() if key != "train_embeddings"}
+    frozen, _ = fine_tune_teacher(texts, intents, TeacherSettings(model=str(tiny_bert_dir), **{**fast, "epochs": 2}), progress=False)
+    assert frozen.settings.train_embeddings is False  # a few dozen examples: the default freezes the embedding layer
     np.testing.assert_array_equal(frozen.model.bert.embeddings.weight.numpy(), base.embeddings.weight.numpy())
     query = base.encoder.layer[0].attention.self_attention.query.kernel.numpy()
     assert not np.allclose(frozen.model.bert.encoder.layer[0].attention.self_attention.query.kernel.numpy(), query)
-    # by default the rows move with the rest
-    assert not np.allclose(trained[0].model.bert.embeddings.weight.numpy(), base.embeddings.weight.numpy())
+    teacher, _ = trained  # asked for: the rows move
+    assert teacher.settings.train_embeddings is True
+    assert not np.allclose(teacher.model.bert.embeddings.weight.numpy(), base.embeddings.weight.numpy())
 
 
 def test_logits_do_not_depend_on_batching(trained):
@@ -191,6 +194,7 @@ def test_the_fast_encoder_gives_the_transformers_tokenizer_ids():
 def test_the_teacher_schedule_adapts_to_the_data_size(examples, outliers, epochs, batch_size):
     resolved = TeacherSettings(outliers=outliers).for_examples(examples)
     assert (resolved.epochs, resolved.batch_size) == (epochs, batch_size)
+    assert resolved.train_embeddings is (examples >= 1000)  # a small bot's teacher keeps the base embeddings
     assert resolved.outlier_count(examples) == round(outliers * examples)
 
 
@@ -199,3 +203,5 @@ def test_a_schedule_given_explicitly_is_kept():
     assert (resolved.epochs, resolved.batch_size) == (3, 64)
     assert TeacherSettings(batch_size=8).for_examples(100).epochs == 30  # 13 steps an epoch: capped
     assert TeacherSettings(batch_size=64).for_examples(2000).epochs == 10
+    assert TeacherSettings(train_embeddings=True).for_examples(100).train_embeddings is True
+    assert TeacherSettings(train_embeddings=False).for_examples(5000).train_embeddings is False

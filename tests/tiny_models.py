@@ -125,6 +125,7 @@ def write_tiny_gpt2(folder: Path, seed: int = 0) -> Path:
 # Settings that make a whole distillation of the tiny data take seconds.
 TINY_DISTILL = {
     "teacher.epochs": 25, "teacher.batch_size": 8, "teacher.learning_rate": 2e-3, "teacher.max_seq_length": 16,
+    "teacher.train_embeddings": True,
     "transfer_set.size": 400, "labelling.shard_size": 64, "labelling.batch_size": 32,
     "student.bilstm.hidden_units": 16, "student.bilstm.dense_units": 16, "student.bilstm.max_seq_length": 16,
     "student.tinybert.layers": 2, "student.tinybert.hidden_size": 16, "student.tinybert.heads": 2,

@@ -17,7 +17,7 @@ from rasa_kd.errors import ModelLoadError
 from rasa_kd.io_utils import atomic_directory, read_json, sha256_file, write_json
 from rasa_kd.provenance import fingerprint, package_versions
 from rasa_kd.progress import progress_bar
-from rasa_kd.settings import boolean, from_mapping, integer, number, optional_integer, optional_text, setting
+from rasa_kd.settings import from_mapping, integer, number, optional_boolean, optional_integer, optional_text, setting
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +42,10 @@ class TeacherSettings:
                                         optional_integer(1, 4096))
     learning_rate: float = setting(2e-4, "peak AdamW learning rate (2e-4 suits the 6-layer default; ~3e-5 for BERT-base)", number(0.0, 1.0, min_inclusive=False))
     warmup_ratio: float = setting(0.1, "share of steps with linear warm-up, then linear decay to 0", number(0.0, 1.0, max_inclusive=False))
-    train_embeddings: bool = setting(
-        True, "fine-tune the embedding layer (WordPiece, position, LayerNorm); false: it stays the base model's",
-        boolean())
+    train_embeddings: Optional[bool] = setting(
+        None, "fine-tune the embedding layer (WordPiece, position, LayerNorm); false: it stays the base model's; "
+        "null: false below 1,000 examples (a fifth less time a step, no loss measured on few-shot sets), else true",
+        optional_boolean())
     weight_decay: float = setting(0.01, "AdamW weight decay (not on biases and LayerNorm)", number(0.0, 1.0))
     max_seq_length: int = setting(64, "WordPiece tokens kept per sentence, [CLS] and [SEP] included", integer(8, 512))
     random_seed: int = setting(42, "seed for initialisation, dropout and batch order", integer(0, 2**32 - 1))
@@ -67,7 +68,8 @@ class TeacherSettings:
         return from_mapping(cls, values, owner, ignore)
 
     def for_examples(self, count: int) -> "TeacherSettings":
-        """These settings with ``epochs`` and ``batch_size`` chosen for ``count`` training examples where they are null.
+        """These settings with ``epochs``, ``batch_size`` and ``train_embeddings`` chosen for ``count`` training
+        examples where they are null.
 
         Measured on few-shot sets (benchmarks/NOTES.md): 10 epochs of 32, about 200 steps on a 600-example
         bot, left the teacher 11 points below 30 epochs of 16 on Sara with 10 examples per intent.
@@ -79,7 +81,10 @@ class TeacherSettings:
             # Out-of-scope sentences share the epochs: a small bot keeps its step budget, a large one pays for them.
             steps_per_epoch = max(1, math.ceil((count + self.outlier_count(count)) / batch_size))
             epochs = min(30, max(10, math.ceil(SMALL_DATA_STEPS / steps_per_epoch))) if small else 10
-        return dataclasses.replace(self, epochs=epochs, batch_size=batch_size)
+        # A few hundred sentences move few of the 30,522 embedding rows, and their gradient and AdamW update
+        # are a fifth of a step's time (benchmarks/NOTES.md, "rasa train in five minutes").
+        train_embeddings = not small if self.train_embeddings is None else self.train_embeddings
+        return dataclasses.replace(self, epochs=epochs, batch_size=batch_size, train_embeddings=train_embeddings)
 
     def outlier_count(self, count: int) -> int:
         """Synthetic out-of-scope sentences the teacher trains on beside ``count`` training examples."""
