@@ -10,16 +10,12 @@ only, on finished runs of benchmarks/fewshot.py.
 AUROC in vs out and out-of-scope caught at the threshold keeping 95% of in-scope test messages (an
 oracle threshold, to compare scores). Writes benchmarks/results/oos_distance-TAG.json.
 """
-import argparse
-import datetime
-import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from oos_scores import SETS, separation  # benchmarks/ is on the path of a script run from it
+from oos_scores import arguments, load_run, print_row, separation, write_rows  # benchmarks/ is on the path of a script run from it
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,32 +85,21 @@ def distance_scores(train: np.ndarray, labels: np.ndarray, test: np.ndarray) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tag", default="oe-holdout")
-    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
-    args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
+    args = arguments(__doc__)
     from scipy.special import softmax
 
     from rasa_kd.data.nlu_yaml import load_intent_examples
-    from rasa_kd.distill.confidence import read_out_of_scope
-    from rasa_kd.models.student import StudentModel
-    from rasa_kd.models.teacher import Teacher
 
+    features_of = {"teacher": teacher_features, "bilstm": bilstm_features, "tinybert": tinybert_features}
     rows = []
     for name in args.sets:
-        folder, test, oos = SETS[name]
-        run = ROOT / "runs" / "fewshot" / args.tag / folder
+        run, examples, outside, models = load_run(name, args.tag)
         config = yaml.safe_load((run / "bilstm" / "config.yml").read_text(encoding="utf-8"))
         train = load_intent_examples(Path(config["data"]["train"]))
         train_texts = [t for t, _ in train]
-        inside = [t for t, _ in load_intent_examples(ROOT / test)]
-        outside = read_out_of_scope(ROOT / oos, "out-of-scope file")
-        models = {"teacher": (Teacher.load(run / "bilstm" / "teacher"), teacher_features)}
-        for kind, features in (("bilstm", bilstm_features), ("tinybert", tinybert_features)):
-            if (run / kind / "student").is_dir():
-                models[kind] = (StudentModel.load(run / kind / "student"), features)
-        for model_name, (model, features) in models.items():
+        inside = [t for t, _ in examples]
+        for model_name, model in models.items():
+            features = features_of[model_name]
             labels = np.array([model.labels.index(i) for _, i in train])
             f_train, f_in, f_out = features(model, train_texts), features(model, inside), features(model, outside)
             a, b = distance_scores(f_train, labels, f_in), distance_scores(f_train, labels, f_out)
@@ -122,12 +107,8 @@ def main() -> None:
             b["top softmax"] = softmax(model.logits(outside), axis=1).max(axis=1)
             row = {"set": name, "model": model_name, **{score: separation(a[score], b[score]) for score in a}}
             rows.append(row)
-            print(f"{name:15s} {model_name:8s} " + "  ".join(f"{s}: AUROC {row[s]['auroc']:.3f}, caught {100 * row[s]['caught']:.1f}%"
-                                                      for s in a), flush=True)
-    out = ROOT / "benchmarks" / "results" / f"oos_distance-{args.tag}.json"
-    out.write_text(json.dumps({"date": datetime.date.today().isoformat(), "command": " ".join(sys.argv), "rows": rows}, indent=2) + "\n",
-                   encoding="utf-8")
-    print(f"wrote {out}")
+            print_row(row, a)
+    write_rows("oos_distance", args.tag, rows)
 
 
 if __name__ == "__main__":

@@ -60,28 +60,50 @@ def separation(inside, outside) -> dict:
     return {"auroc": round(float(auroc), 3), "caught": round(float(np.mean(outside < threshold)), 3)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tag", default="oe-holdout")
-    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
-    args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
+def load_run(name: str, tag: str):
+    """One few-shot run of ``tag``: its folder, the in-scope test examples, the out-of-scope sentences and its
+    models (teacher, and each student it has)."""
     from rasa_kd.data.nlu_yaml import load_intent_examples
     from rasa_kd.distill.confidence import read_out_of_scope
     from rasa_kd.models.student import StudentModel
     from rasa_kd.models.teacher import Teacher
 
+    folder, test, oos = SETS[name]
+    run = ROOT / "runs" / "fewshot" / tag / folder
+    models = {"teacher": Teacher.load(run / "bilstm" / "teacher")}
+    for kind in ("bilstm", "tinybert"):
+        if (run / kind / "student").is_dir():
+            models[kind] = StudentModel.load(run / kind / "student")
+    return run, load_intent_examples(ROOT / test), read_out_of_scope(ROOT / oos, "out-of-scope file"), models
+
+
+def print_row(row: dict, names) -> None:
+    print(f"{row['set']:15s} {row['model']:8s} " + "  ".join(
+        f"{s}: AUROC {row[s]['auroc']:.3f}, caught {100 * row[s]['caught']:.1f}%" for s in names), flush=True)
+
+
+def write_rows(benchmark: str, tag: str, rows: list) -> None:
+    out = ROOT / "benchmarks" / "results" / f"{benchmark}-{tag}.json"
+    out.write_text(json.dumps({"date": datetime.date.today().isoformat(), "command": " ".join(sys.argv), "rows": rows}, indent=2) + "\n",
+                   encoding="utf-8")
+    print(f"wrote {out}")
+
+
+def arguments(doc: str) -> argparse.Namespace:
+    """--tag and --sets of a script over few-shot runs (the project on the path)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--tag", default="oe-holdout")
+    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
+    sys.path.insert(0, str(ROOT))
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments(__doc__)
     rows = []
     for name in args.sets:
-        folder, test, oos = SETS[name]
-        run = ROOT / "runs" / "fewshot" / args.tag / folder
-        examples = load_intent_examples(ROOT / test)
+        _, examples, outside, models = load_run(name, args.tag)
         inside, gold = [t for t, _ in examples], [i for _, i in examples]
-        outside = read_out_of_scope(ROOT / oos, "out-of-scope file")
-        models = {"teacher": Teacher.load(run / "bilstm" / "teacher")}
-        for kind in ("bilstm", "tinybert"):
-            if (run / kind / "student").is_dir():
-                models[kind] = StudentModel.load(run / kind / "student")
         for model_name, model in models.items():
             logits_in, logits_out = model.logits(inside), model.logits(outside)
             a, b = scores(logits_in), scores(logits_out)
@@ -89,16 +111,12 @@ def main() -> None:
             correct = [model.labels[i] == g for i, g in zip(logits_in.argmax(axis=1), gold)]
             row["temperature"] = best_temperature(logits_in, correct, logits_out)
             rows.append(row)
-            print(f"{name:15s} {model_name:8s} " + "  ".join(f"{s}: AUROC {v['auroc']:.3f}, caught {100 * v['caught']:.1f}%"
-                                                      for s, v in row.items() if s in a), flush=True)
+            print_row(row, a)
             t1, best = row["temperature"]["t1"], row["temperature"]["best"]
             print(f"{'':24s}ECE {t1['ece']:.3f} at T=1 (a calibrated model: {row['temperature']['calibrated_floor']:.3f}); "
                   f"oracle T={best['temperature']}: ECE {best['ece']:.3f}, "
                   f"AUROC {best['auroc']:.3f}, caught {100 * best['caught']:.1f}%", flush=True)
-    out = ROOT / "benchmarks" / "results" / f"oos_scores-{args.tag}.json"
-    out.write_text(json.dumps({"date": datetime.date.today().isoformat(), "command": " ".join(sys.argv), "rows": rows}, indent=2) + "\n",
-                   encoding="utf-8")
-    print(f"wrote {out}")
+    write_rows("oos_scores", args.tag, rows)
 
 
 if __name__ == "__main__":
