@@ -142,14 +142,18 @@ def mapping() -> Check:
     return check
 
 
-def optional_integer(minimum: Optional[int] = None, maximum: Optional[int] = None) -> Check:
-    """None or an int within [minimum, maximum]."""
-    inner = integer(minimum, maximum)
+def _or_none(inner: Check) -> Check:
+    """None, or what ``inner`` accepts."""
 
-    def check(key: str, value: Any) -> Optional[int]:
+    def check(key: str, value: Any) -> Any:
         return None if value is None else inner(key, value)
 
     return check
+
+
+def optional_integer(minimum: Optional[int] = None, maximum: Optional[int] = None) -> Check:
+    """None or an int within [minimum, maximum]."""
+    return _or_none(integer(minimum, maximum))
 
 
 def boolean() -> Check:
@@ -165,12 +169,7 @@ def boolean() -> Check:
 
 def optional_boolean() -> Check:
     """None, True or False."""
-    inner = boolean()
-
-    def check(key: str, value: Any) -> Optional[bool]:
-        return None if value is None else inner(key, value)
-
-    return check
+    return _or_none(boolean())
 
 
 def optional_int_list(minimum: int = 0) -> Check:
