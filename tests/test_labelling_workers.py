@@ -95,3 +95,53 @@ def test_a_mirrored_run_labels_on_every_device_of_its_host(tmp_path, bilstm_run)
     spread = np.concatenate([np.load(labelling._shard_path(folder, i)) for i in range(record["shards"])])
     one_device = np.concatenate([np.load(p) for p in sorted(next((bilstm_run[0] / "cache").glob("logits-*")).glob("shard-*.npy"))])
     np.testing.assert_allclose(spread, one_device, atol=1e-4)  # batches are grouped differently: float noise only
+
+
+def test_a_claim_a_killed_worker_left_unreadable_is_taken_over_and_a_lost_draft_is_swept(tmp_path, bilstm_run, monkeypatch):
+    """A worker killed between creating its claim and writing it (as claims were made before they were linked in
+    whole) left an empty file that nobody would ever release: the resumed run waited on it for ever. Such a claim,
+    once older than the grace, is taken over; a fresh one is waited for, as it may still be being written."""
+    teacher = Teacher.load(bilstm_run[0] / "teacher")
+    texts = _transfer_set(tmp_path / "t.jsonl", 300).texts
+    first = label_transfer_set(teacher, texts, tmp_path / "c", shard_size=100, progress=False)
+    folder = first.cache_dir
+    for index in (0, 1):
+        labelling._shard_path(folder, index).unlink()
+    old_empty = labelling._claim_path(folder, 0)
+    old_empty.write_text("")
+    stale = labelling.time.time() - 2 * labelling._DAMAGED_CLAIM_GRACE
+    os.utime(old_empty, (stale, stale))
+    lost_draft = folder / f".{labelling._claim_path(folder, 1).name}.99999999.1.tmp"  # killed before its link
+    lost_draft.write_text(json.dumps({"host": labelling.socket.gethostname(), "pid": 99999999}))
+    fresh_half = labelling._claim_path(folder, 1)
+    fresh_half.write_text('{"host": ')
+    sleeps = []
+
+    def age_the_half_written_claim(seconds):
+        sleeps.append(seconds)
+        assert len(sleeps) < 5, "waited on a claim that should be taken over"
+        os.utime(fresh_half, (stale, stale))
+
+    monkeypatch.setattr(labelling.time, "sleep", age_the_half_written_claim)
+    again = label_transfer_set(teacher, texts, tmp_path / "c", shard_size=100, progress=False)
+    assert again.computed_shards == 2 and again.reused_shards == 1 and len(sleeps) == 1
+    np.testing.assert_allclose(again.logits, first.logits, atol=1e-6)
+    assert not list(folder.glob("*.claim")) and not list(folder.glob(".*.tmp"))
+
+
+def test_claims_without_hard_links_are_created_exclusively(tmp_path, bilstm_run, monkeypatch):
+    teacher = Teacher.load(bilstm_run[0] / "teacher")
+    texts = _transfer_set(tmp_path / "t.jsonl", 300).texts
+
+    def no_links(source, target):
+        raise PermissionError(1, "Operation not permitted", str(target))
+
+    monkeypatch.setattr(labelling.os, "link", no_links)
+    done = label_transfer_set(teacher, texts, tmp_path / "c", shard_size=100, progress=False)
+    held = labelling._claim_path(done.cache_dir, 0)
+    held.write_text(json.dumps({"host": labelling.socket.gethostname(), "pid": os.getpid()}))
+    assert not labelling._try_claim(done.cache_dir, 0, 3600.0)  # held by a live process: refused
+    held.unlink()
+    assert labelling._try_claim(done.cache_dir, 0, 3600.0)
+    assert json.loads(held.read_text())["pid"] == os.getpid()
+    assert done.computed_shards == 3 and not list(done.cache_dir.glob(".*.tmp"))

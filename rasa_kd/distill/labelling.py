@@ -6,10 +6,11 @@ name only once complete (written to a temporary name, then renamed), so a reader
 shard and a rerun skips every finished one.
 
 Several workers (processes, on one host or on hosts sharing the folder) can label one cache at once:
-a worker computes a shard only after claiming it (``shard-i.claim``, created exclusively, naming its
-host and process), so each shard is computed once; it then takes the shards others finished. The
-claim of a worker that died is taken over: at once on its own host (its process is gone), after
-``claim_timeout`` seconds from another host. A killed worker loses at most the shard it was computing.
+a worker computes a shard only after claiming it (``shard-i.claim``, naming its host and process,
+written whole and then hard-linked into place, which fails if another worker holds it), so each shard
+is computed once; it then takes the shards others finished. The claim of a worker that died is taken
+over: at once on its own host (its process is gone), after ``claim_timeout`` seconds from another
+host, after a few seconds if it cannot be read. A killed worker loses at most the shard it was computing.
 Within one process, copies of the teacher on several devices (every GPU of a host) work the same
 way, one thread a device.
 """
@@ -72,6 +73,10 @@ def _load_shard(path: Path, rows: int, labels: int) -> Optional[np.ndarray]:
     return logits if logits.shape == (rows, labels) else None
 
 
+# An unreadable claim older than this is taken over (a whole claim is written well within it).
+_DAMAGED_CLAIM_GRACE = 10.0
+
+
 def _claim_path(folder: Path, index: int) -> Path:
     return folder / f"shard-{index:06d}.claim"
 
@@ -79,10 +84,16 @@ def _claim_path(folder: Path, index: int) -> Path:
 def _holder_is_gone(claim: Path, timeout: float) -> bool:
     """Whether the worker that claimed a shard is dead: its process on this host, or silent for ``timeout``."""
     try:
-        holder = json.loads(claim.read_text(encoding="utf-8"))
         age = time.time() - claim.stat().st_mtime
-    except (OSError, ValueError):
-        return False  # being written or just released: look again later
+        holder = json.loads(claim.read_text(encoding="utf-8"))
+        if not isinstance(holder, dict):
+            raise ValueError(claim)
+    except OSError:
+        return False  # just released: look again later
+    except ValueError:
+        # Claims appear whole (linked in after writing), so this one was damaged, or written by a worker killed
+        # mid-write before claims were linked in; nobody will ever release it.
+        return age > _DAMAGED_CLAIM_GRACE
     if holder.get("host") == socket.gethostname():
         try:
             os.kill(int(holder["pid"]), 0)
@@ -104,13 +115,28 @@ def _try_claim(folder: Path, index: int, timeout: float) -> bool:
             logger.info("labelling: taking over %s from a worker that is gone", claim.name)
         except FileNotFoundError:
             pass
+    # Written whole under a name of this thread's own, then hard-linked to the claim's name: the link fails if
+    # the claim exists, so exactly one worker wins, and a worker killed at any point leaves either no claim or
+    # a whole one (whose dead holder is then detected), never an empty file that looks held forever.
+    holder = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()})
+    draft = folder / f".{claim.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+    draft.write_text(holder, encoding="utf-8")
     try:
-        handle = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        os.link(draft, claim)
     except FileExistsError:
         return False
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        json.dump({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}, out)
-    for stale in folder.glob(f".shard-{index:06d}.npy.*.tmp"):  # a dead holder's half-written shard; never read
+    except FileNotFoundError:  # the draft was swept by the worker that won this claim: it is theirs
+        return False
+    except OSError:  # a file system without hard links: create exclusively (a kill mid-write is aged out)
+        try:
+            handle = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return False
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(holder)
+    finally:
+        draft.unlink(missing_ok=True)
+    for stale in folder.glob(f".shard-{index:06d}.*.tmp"):  # a dead holder's half-written shard, losers' drafts; never read
         stale.unlink(missing_ok=True)
     return True
 
