@@ -26,6 +26,17 @@ def _transfer_set(path: Path, count: int) -> TransferSet:
     return transfer
 
 
+def _labelled_cache_missing(tmp_path: Path, bilstm_run, shards):
+    """A 3-shard cache labelled by the test teacher, with ``shards`` deleted again: (teacher, texts, the
+    labelling result, the cache folder)."""
+    teacher = Teacher.load(bilstm_run[0] / "teacher")
+    texts = _transfer_set(tmp_path / "t.jsonl", 300).texts
+    first = label_transfer_set(teacher, texts, tmp_path / "c", shard_size=100, progress=False)
+    for index in shards:
+        labelling._shard_path(first.cache_dir, index).unlink()
+    return teacher, texts, first, first.cache_dir
+
+
 def test_two_workers_compute_each_shard_once_and_the_logits_of_one(tmp_path, bilstm_run):
     teacher_dir = bilstm_run[0] / "teacher"
     transfer = _transfer_set(tmp_path / "transfer_set.jsonl", 8000)
@@ -50,12 +61,7 @@ def test_two_workers_compute_each_shard_once_and_the_logits_of_one(tmp_path, bil
 
 
 def test_a_dead_workers_claim_is_taken_over_and_a_live_ones_waited_for(tmp_path, bilstm_run, monkeypatch):
-    teacher = Teacher.load(bilstm_run[0] / "teacher")
-    texts = _transfer_set(tmp_path / "t.jsonl", 300).texts
-    first = label_transfer_set(teacher, texts, tmp_path / "c", shard_size=100, progress=False)
-    folder = first.cache_dir
-    for index in (1, 2):
-        labelling._shard_path(folder, index).unlink()
+    teacher, texts, first, folder = _labelled_cache_missing(tmp_path, bilstm_run, (1, 2))
     # Shard 1: claimed by a process of this host that no longer exists; shard 2: by a live one (this test's
     # parent), which finishes it while we wait.
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout
@@ -101,12 +107,7 @@ def test_a_claim_a_killed_worker_left_unreadable_is_taken_over_and_a_lost_draft_
     """A worker killed between creating its claim and writing it (as claims were made before they were linked in
     whole) left an empty file that nobody would ever release: the resumed run waited on it for ever. Such a claim,
     once older than the grace, is taken over; a fresh one is waited for, as it may still be being written."""
-    teacher = Teacher.load(bilstm_run[0] / "teacher")
-    texts = _transfer_set(tmp_path / "t.jsonl", 300).texts
-    first = label_transfer_set(teacher, texts, tmp_path / "c", shard_size=100, progress=False)
-    folder = first.cache_dir
-    for index in (0, 1):
-        labelling._shard_path(folder, index).unlink()
+    teacher, texts, first, folder = _labelled_cache_missing(tmp_path, bilstm_run, (0, 1))
     old_empty = labelling._claim_path(folder, 0)
     old_empty.write_text("")
     stale = labelling.time.time() - 2 * labelling._DAMAGED_CLAIM_GRACE
