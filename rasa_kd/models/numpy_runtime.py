@@ -188,6 +188,8 @@ class NumpyBert:
         self.position = embeddings.position_embeddings.numpy()
         self.token_type = embeddings.token_type_embeddings.numpy()[0]
         self.embedding_norm = _column_norm(embeddings.LayerNorm)
+        hidden = self.word.shape[1]
+        self.average = np.full((1, hidden), 1.0 / hidden, dtype=np.float32)  # the row every LayerNorm's means use
         self.layers = []
         for layer in bert.encoder.layer:
             attention = layer.attention.self_attention
@@ -209,7 +211,7 @@ class NumpyBert:
         batch, length = ids.shape
         x = self.word[ids] + self.position[:length] + self.token_type  # [batch, length, hidden]
         hidden = x.shape[-1]
-        x = _norm_columns(np.ascontiguousarray(x.reshape(batch * length, hidden).T), *self.embedding_norm, self.eps)
+        x = _norm_columns(np.ascontiguousarray(x.reshape(batch * length, hidden).T), *self.embedding_norm, self.eps, self.average)
         size = hidden // self.heads
         bias = None if mask.all() else ((1.0 - mask.astype(np.float32)) * -10000.0)[:, None, None, :]  # [batch, 1, 1, length]
         for index, p in enumerate(self.layers):
@@ -230,10 +232,10 @@ class NumpyBert:
             probs = scores / scores.sum(axis=-1, keepdims=True)
             context = np.matmul(probs, values)  # [batch, heads, positions, size]
             context = np.ascontiguousarray(context.transpose(1, 3, 0, 2)).reshape(hidden, batch * positions)
-            attended = _norm_columns(p["attention_out"][0] @ context + p["attention_out"][1] + x, *p["attention_norm"], self.eps)
+            attended = _norm_columns(p["attention_out"][0] @ context + p["attention_out"][1] + x, *p["attention_norm"], self.eps, self.average)
             inner = p["intermediate"][0] @ attended + p["intermediate"][1]
             inner = self.activation(inner)
-            x = _norm_columns(p["output"][0] @ inner + p["output"][1] + attended, *p["output_norm"], self.eps)
+            x = _norm_columns(p["output"][0] @ inner + p["output"][1] + attended, *p["output_norm"], self.eps, self.average)
         pooled = np.tanh(self.pooler[0] @ x + self.pooler[1])  # [hidden, batch]
         return (self.classifier[0] @ pooled + self.classifier[1]).T  # [batch, labels]
 
@@ -261,12 +263,10 @@ def _column_dense(layer) -> tuple:
 
 
 def _column_norm(layer) -> tuple:
-    """(gamma and beta as columns, a row of 1/hidden) of a Keras LayerNormalization."""
-    gamma = layer.gamma.numpy()[:, None]
-    return gamma, layer.beta.numpy()[:, None], np.full((1, gamma.shape[0]), 1.0 / gamma.shape[0], dtype=gamma.dtype)
+    return layer.gamma.numpy()[:, None], layer.beta.numpy()[:, None]
 
 
-def _norm_columns(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, average: np.ndarray, eps: float) -> np.ndarray:
+def _norm_columns(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float, average: np.ndarray) -> np.ndarray:
     """LayerNorm of each column of ``x`` [hidden, tokens], in place when ``x`` is a temporary.
 
     The means are products with the row ``average`` (1/hidden each): at batch 1 a BLAS call on a dozen
