@@ -123,9 +123,7 @@ def _try_claim(folder: Path, index: int, timeout: float) -> bool:
     draft.write_text(holder, encoding="utf-8")
     try:
         os.link(draft, claim)
-    except FileExistsError:
-        return False
-    except FileNotFoundError:  # the draft was swept by the worker that won this claim: it is theirs
+    except (FileExistsError, FileNotFoundError):  # held, or our draft swept by the worker that won this claim
         return False
     except OSError:  # a file system without hard links: create exclusively (a kill mid-write is aged out)
         try:
