@@ -156,6 +156,11 @@ def optional_integer(minimum: Optional[int] = None, maximum: Optional[int] = Non
     return _or_none(integer(minimum, maximum))
 
 
+def optional_one_of(*choices: Any) -> Check:
+    """None, or one of ``choices``."""
+    return _or_none(one_of(*choices))
+
+
 def boolean() -> Check:
     """True or False."""
 

@@ -1,4 +1,6 @@
 """Parts of the distillation trainer: config, augmentation, transfer set, losses, GPT-2."""
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -241,6 +243,24 @@ def test_the_student_epochs_adapt_to_the_data_size(training, transfer, dev, epoc
     from rasa_kd.distill.config import StudentTrainingSettings
 
     assert StudentTrainingSettings().for_data(training, transfer, dev).epochs == epochs
+
+
+@pytest.mark.parametrize("training, given, embeddings, trained", [
+    (161, {}, "contextual", False),     # a small bot: the teacher's view of every WordPiece, kept as it is
+    (999, {}, "contextual", False),
+    (1000, {}, "teacher", True),        # from 1,000 examples: the teacher's input rows, trained
+    (67000, {}, "teacher", True),
+    (161, {"embeddings": "teacher"}, "teacher", False),
+    (161, {"embeddings": "random"}, "random", True),   # random rows that stayed random would teach nothing
+    (161, {"train_embeddings": True}, "contextual", True),
+    (5000, {"embeddings": "contextual", "train_embeddings": False}, "contextual", False),
+])
+def test_the_bilstm_embeddings_adapt_to_the_data_size(training, given, embeddings, trained):
+    from rasa_kd.models.architectures import BiLSTMSettings
+
+    resolved = BiLSTMSettings(**given).for_examples(training)
+    assert (resolved.embeddings, resolved.train_embeddings) == (embeddings, trained)
+    assert dataclasses.replace(resolved, embeddings=None, train_embeddings=None) == BiLSTMSettings()
 
 
 def test_student_epochs_given_explicitly_are_kept():

@@ -56,17 +56,38 @@ def test_a_word_the_transfer_set_never_had_is_read_as_itself(students, kind):
 
 
 def test_the_extension_holds_the_rows_the_words_would_have_started_from(students, runs):
+    from rasa_kd.models.networks import contextual_table
     from rasa_kd.models.teacher import Teacher
 
     student = students[("bilstm", "teacher")]
-    teacher = Teacher.load(runs / "bilstm-teacher" / "teacher")  # the fine-tuned one, whose rows the BiLSTM starts from
-    teacher_table = teacher.model.get_input_embeddings().weight.numpy()
+    assert student.architecture["embeddings"] == "contextual"  # 18 training examples: a small bot's default
+    teacher = Teacher.load(runs / "bilstm-teacher" / "teacher")  # the fine-tuned one, whose view the BiLSTM starts from
+    table = contextual_table(teacher, teacher.model.get_input_embeddings().weight.numpy())
     word_id = teacher.tokenizer.convert_tokens_to_ids("farewell")
     row = student.extension.table()[list(student.extension.teacher_ids).index(word_id)]
-    # 4 bits with a scale per row: within half a quantisation step of the teacher's row.
-    step = np.abs(teacher_table[word_id]).max() / 7
-    np.testing.assert_allclose(row, teacher_table[word_id], atol=step / 2 + 1e-7)
+    # 4 bits with a scale per row: within half a quantisation step of the row it would have started from.
+    step = np.abs(table[word_id]).max() / 7
+    np.testing.assert_allclose(row, table[word_id], atol=step / 2 + 1e-6)
     assert teacher.tokenizer.mask_token_id not in student.extension.teacher_ids
+
+
+def test_contextual_rows_are_the_teachers_last_layer_over_each_wordpiece_alone(tiny_bert_dir):
+    from types import SimpleNamespace
+
+    from rasa_kd.models import bert
+    from rasa_kd.models.networks import contextual_table
+
+    tokenizer = bert.load_tokenizer(tiny_bert_dir)
+    model = bert.load_sequence_classifier(tiny_bert_dir, ["a", "b"])
+    table = model.get_input_embeddings().weight.numpy()
+    rows = contextual_table(SimpleNamespace(tokenizer=tokenizer, model=model), table, batch_size=7)  # a short last batch
+    # The same through the classifier's own forward pass, one sentence "[CLS] piece [SEP]" at a time.
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    expected = np.stack([model(np.array([[cls, piece, sep]]), output_hidden_states=True).hidden_states[-1][0].numpy().mean(axis=0)
+                         for piece in range(len(table))])
+    expected = (expected - expected.mean(axis=0)) * (table.std() / (expected - expected.mean(axis=0)).std())
+    np.testing.assert_allclose(rows, expected, atol=1e-4)
+    assert not np.allclose(rows, table, atol=1e-2)  # not the input rows
 
 
 @pytest.mark.parametrize("kind", ["bilstm", "tinybert"])
@@ -119,21 +140,26 @@ def test_the_saved_tokenizer_without_tokenizer_json_encodes_as_the_teacher_does(
     np.testing.assert_allclose(loaded.logits(texts), student.logits(texts), atol=1e-5)
 
 
-def test_frozen_embeddings_stay_the_teachers_rows_through_training(tiny_bert_dir, runs):
+@pytest.mark.parametrize("embeddings", ["contextual", "teacher"])
+def test_frozen_embeddings_stay_as_they_started_through_training(tiny_bert_dir, runs, embeddings):
+    from rasa_kd.models.networks import contextual_table
     from rasa_kd.models.teacher import Teacher
 
     texts = [t for ts in EXAMPLES.values() for t in ts]
     intents = [i for i, ts in EXAMPLES.items() for _ in ts]
     settings = {k: v for k, v in TINY_DISTILL.items() if not k.startswith(("evaluation", "data"))}
+    # contextual: a small bot's defaults, nothing set; teacher: the input rows, frozen by hand.
+    given = {} if embeddings == "contextual" else {"student.bilstm.embeddings": "teacher", "student.bilstm.train_embeddings": False}
     config = load_config(None, {**settings, "teacher.model": str(tiny_bert_dir), "student.type": "bilstm",
-                                "transfer_set.augmentation": "none", "student.training.epochs": 2,
-                                "student.bilstm.train_embeddings": False})
-    student = pipeline.distil_examples(texts, intents, config, output=runs / "frozen", progress=False)
-    teacher = Teacher.load(runs / "frozen" / "teacher")
+                                "transfer_set.augmentation": "none", "student.training.epochs": 2, **given})
+    student = pipeline.distil_examples(texts, intents, config, output=runs / f"frozen-{embeddings}", progress=False)
+    teacher = Teacher.load(runs / f"frozen-{embeddings}" / "teacher")
     table = teacher.model.get_input_embeddings().weight.numpy()
-    np.testing.assert_array_equal(student.network.get_layer("embedding").get_weights()[0], table[student.vocab.teacher_ids])
-    assert student.architecture["train_embeddings"] is False
+    if embeddings == "contextual":
+        table = contextual_table(teacher, table)
+    np.testing.assert_allclose(student.network.get_layer("embedding").get_weights()[0], table[student.vocab.teacher_ids], atol=1e-6)
+    assert student.architecture["train_embeddings"] is False and student.architecture["embeddings"] == embeddings
     # The other layers did learn; the saved folder serves the same answers.
     assert len(student.network.trainable_weights) < len(student.network.weights)
-    loaded = StudentModel.load(runs / "frozen" / "student")
+    loaded = StudentModel.load(runs / f"frozen-{embeddings}" / "student")
     np.testing.assert_allclose(loaded.logits(texts), student.logits(texts), atol=1e-5)

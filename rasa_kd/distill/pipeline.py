@@ -377,9 +377,9 @@ class Distillation:
         teacher, run, streamed = self.saved_teacher(), self.run, self.streamed
         transfer = self.transfer_file() if streamed else self.saved_transfer_set()
         s = self.config.student
-        arch_settings = s.bilstm if s.type == "bilstm" else s.tinybert
-        transfer_sha = sha256_file(run.transfer_set)
         splits = self.splits
+        arch_settings = s.bilstm.for_examples(len(splits["train"][0])) if s.type == "bilstm" else s.tinybert
+        transfer_sha = sha256_file(run.transfer_set)
         # Resolved, so a run whose chosen epochs would differ (another rasa-kd version) is not reused.
         training = s.training.for_data(len(splits["train"][0]), len(transfer), dev="dev" in splits)
         inputs = fingerprint([teacher.fingerprint, transfer_sha, s.type, dataclasses.asdict(arch_settings),

@@ -1,8 +1,10 @@
 """The students' architectures: the settings that build a student network, and that loading one needs."""
+import dataclasses
 from dataclasses import dataclass
 from typing import List, Optional
 
-from rasa_kd.settings import boolean, integer, number, one_of, optional_int_list, setting
+from rasa_kd.models.teacher import SMALL_DATA
+from rasa_kd.settings import boolean, integer, number, one_of, optional_boolean, optional_int_list, optional_one_of, setting
 
 
 @dataclass
@@ -13,15 +15,35 @@ class BiLSTMSettings:
     hidden_units: int = setting(300, "LSTM units per direction", integer(1, 4096))
     dense_units: int = setting(400, "units of the ReLU layer", integer(1, 8192))
     dropout: float = setting(0.1, "dropout after the BiLSTM and the ReLU layer", number(0.0, 1.0, max_inclusive=False))
-    embeddings: str = setting("teacher", "initial embeddings: the teacher's WordPiece rows, or random", one_of("teacher", "random"))
+    embeddings: Optional[str] = setting(
+        None, "initial embeddings: teacher (the teacher's WordPiece rows), contextual (what the teacher's layers make of "
+        "each WordPiece read alone) or random; null: contextual below 1,000 training examples, else teacher",
+        optional_one_of("teacher", "contextual", "random"))
     multichannel: bool = setting(False, "a frozen copy of the teacher embeddings beside the trained ones", boolean())
-    train_embeddings: bool = setting(True, "train the embedding rows (false: they stay the teacher's, like the rows of "
-                                     "words the transfer set never showed)", boolean())
+    train_embeddings: Optional[bool] = setting(
+        None, "train the embedding rows (false: they stay as they started, like the rows of words the transfer set "
+        "never showed); null: false below 1,000 training examples unless the embeddings are random, else true",
+        optional_boolean())
     vocabulary: str = setting(
         "teacher", "WordPieces the student reads: teacher (every one the teacher knows; those the transfer set never "
         "showed keep the rows they would have started from, stored at 4 bits) or transfer_set (the rest read as [UNK])",
         one_of("teacher", "transfer_set"))
     max_seq_length: int = setting(64, "WordPiece tokens per sentence", integer(4, 512))
+
+    def for_examples(self, count: int) -> "BiLSTMSettings":
+        """These settings with ``embeddings`` and ``train_embeddings`` chosen for ``count`` training examples where null.
+
+        A small bot's transfer set shows a few thousand WordPieces in the phrasings of a few hundred
+        sentences: too little to learn what words mean. The teacher's contextual view of every WordPiece,
+        kept frozen, puts the words the transfer set showed and those it never did (the vocabulary
+        extension) in one space the BiLSTM learns to read; measured on few-shot sets in benchmarks/NOTES.md.
+        """
+        small = count < SMALL_DATA
+        embeddings = self.embeddings or ("contextual" if small else "teacher")
+        train = self.train_embeddings
+        if train is None:
+            train = not (small and embeddings != "random")
+        return dataclasses.replace(self, embeddings=embeddings, train_embeddings=train)
 
 
 @dataclass

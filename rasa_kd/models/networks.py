@@ -1,11 +1,14 @@
 """The student networks (TensorFlow): the BiLSTM of Tang et al. and a small BERT, built from their
 settings, optionally initialised from the teacher, and traced for inference."""
 import dataclasses
+import logging
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from rasa_kd.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 PAD, UNK = 0, 1  # the student vocabulary's first ids
 
@@ -27,10 +30,10 @@ def build_bilstm(settings, vocab_size: int, num_labels: int, embeddings: Optiona
     ids = layers.Input(shape=(None,), dtype=tf.int32, name="input_ids")
     initializer = tf.keras.initializers.Constant(embeddings) if embeddings is not None else "uniform"
     x = layers.Embedding(vocab_size, embedding_dim, mask_zero=True, embeddings_initializer=initializer,
-                         trainable=settings.train_embeddings, name="embedding")(ids)
+                         trainable=settings.train_embeddings is not False, name="embedding")(ids)  # null: as from 1,000 examples
     if settings.multichannel:
         if embeddings is None:
-            raise ConfigError("'student.bilstm.multichannel' needs 'student.bilstm.embeddings: teacher'")
+            raise ConfigError("'student.bilstm.multichannel' needs 'student.bilstm.embeddings' teacher or contextual, not random")
         static = layers.Embedding(
             vocab_size, embedding_dim, mask_zero=True, embeddings_initializer=initializer, trainable=False, name="embedding_static"
         )(ids)
@@ -91,10 +94,33 @@ def embedding_source(kind: str, settings, teacher, fitted_on: np.ndarray) -> Cal
     (and a tiny-BERT copying the teacher), else projected to the tiny-BERT's width by the principal
     components of the rows of ``fitted_on`` (the student vocabulary's teacher ids)."""
     table = teacher.model.get_input_embeddings().weight.numpy()
+    if kind == "bilstm" and settings.embeddings == "contextual":
+        table = contextual_table(teacher, table)
     if kind == "bilstm" or settings.init == "teacher" or table.shape[1] == settings.hidden_size:
         return lambda ids: table[ids]
     project = fit_projection(table[fitted_on], settings.hidden_size)
     return lambda ids: project(table[ids])
+
+
+def contextual_table(teacher, table: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """Every teacher WordPiece as the teacher reads it alone (``[CLS] piece [SEP]``): the mean of its last
+    layer over the three positions, centred and scaled to the spread of the input ``table``.
+
+    The idea of Model2Vec's static vectors (MinishLab, 2024): unlike an input row, such a vector carries what
+    the teacher's layers make of the piece, here a teacher fine-tuned on the bot's intents."""
+    import tensorflow as tf
+
+    logger.info("student embeddings: the teacher reads each of its %d WordPieces alone", len(table))
+    tokenizer = teacher.tokenizer
+    rows = np.empty_like(table)
+    for start in range(0, len(table), batch_size):
+        pieces = np.arange(start, min(len(table), start + batch_size), dtype=np.int32)
+        ids = np.stack([np.full_like(pieces, tokenizer.cls_token_id), pieces, np.full_like(pieces, tokenizer.sep_token_id)], axis=1)
+        hidden = teacher.model.bert(input_ids=tf.constant(ids), attention_mask=tf.ones_like(ids), training=False)[0]
+        rows[pieces] = hidden.numpy().mean(axis=1)
+    rows -= rows.mean(axis=0, keepdims=True)
+    rows *= table.std() / max(float(rows.std()), 1e-8)
+    return rows
 
 
 def _check_copyable(settings, teacher_config) -> None:
@@ -173,7 +199,9 @@ def bilstm_settings(architecture: Dict[str, Any]):
     """The BiLSTM's settings from a saved architecture record (defaults for keys older records lack)."""
     from rasa_kd.models.architectures import BiLSTMSettings
 
-    return BiLSTMSettings(**{f.name: architecture.get(f.name, f.default) for f in dataclasses.fields(BiLSTMSettings)})
+    # Records written before these two adapted to the data's size hold them; older ones had these values.
+    older = {"embeddings": "teacher", "train_embeddings": True}
+    return BiLSTMSettings(**{f.name: architecture.get(f.name, older.get(f.name, f.default)) for f in dataclasses.fields(BiLSTMSettings)})
 
 
 def student_forward(kind: str, network):

@@ -24,6 +24,7 @@ from rasa_kd.errors import ConfigError, ModelLoadError
 from rasa_kd.io_utils import atomic_directory, read_json, sha256_file, write_json
 from rasa_kd.models import bert
 from rasa_kd.models.networks import PAD, UNK, bilstm_settings, build_bilstm, student_forward
+from rasa_kd.models.teacher import SMALL_DATA
 from rasa_kd.provenance import fingerprint, package_versions
 
 logger = logging.getLogger(__name__)
@@ -179,6 +180,8 @@ def new_student(kind: str, settings, teacher, texts: Optional[Sequence[str]], se
 
     if kind not in KINDS:
         raise ConfigError(f"student kind must be one of {KINDS}, got {kind!r}")
+    if kind == "bilstm":
+        settings = settings.for_examples(SMALL_DATA)  # what the caller left null: as for a bot of ordinary size
     special_tokens = uses_special_tokens(kind)
     if texts is None:
         teacher_ids, vocab = [], StudentVocab.from_used(used, teacher.tokenizer)
@@ -192,7 +195,7 @@ def new_student(kind: str, settings, teacher, texts: Optional[Sequence[str]], se
     architecture = {**dataclasses.asdict(settings), "special_tokens": special_tokens}
     if kind == "bilstm":
         width = int(teacher.model.get_input_embeddings().weight.shape[1])
-        initial = source(vocab.teacher_ids) if settings.embeddings == "teacher" else None
+        initial = source(vocab.teacher_ids) if settings.embeddings != "random" else None
         network = build_bilstm(settings, vocab.size, len(labels), initial, width)
         architecture = {**dataclasses.asdict(settings), "embedding_dim": width, "special_tokens": special_tokens}
     else:
@@ -202,7 +205,7 @@ def new_student(kind: str, settings, teacher, texts: Optional[Sequence[str]], se
         if settings.init == "teacher" and not settings.teacher_layers:
             architecture["teacher_layers"] = default_teacher_layers(settings.layers, teacher.model.config.num_hidden_layers)
     student = StudentModel(kind, network, teacher.tokenizer, vocab, labels, architecture, record)
-    if getattr(settings, "vocabulary", "transfer_set") == "teacher" and (kind == "tinybert" or settings.embeddings == "teacher"):
+    if getattr(settings, "vocabulary", "transfer_set") == "teacher" and (kind == "tinybert" or settings.embeddings != "random"):
         # Kept for after training: the rows the WordPieces the transfer set lacks would have started from.
         student.extension_source = source
     return student, teacher_ids
