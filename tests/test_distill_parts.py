@@ -247,8 +247,9 @@ def test_the_student_epochs_adapt_to_the_data_size(training, transfer, dev, epoc
 
 @pytest.mark.parametrize("training, given, embeddings, trained", [
     (161, {}, "contextual", False),     # a small bot: the teacher's view of every WordPiece, kept as it is
-    (999, {}, "contextual", False),
-    (1000, {}, "teacher", True),        # from 1,000 examples: the teacher's input rows, trained
+    (1595, {}, "contextual", False),
+    (1999, {}, "contextual", False),
+    (2000, {}, "teacher", True),        # from 2,000 examples: the teacher's input rows, trained
     (67000, {}, "teacher", True),
     (161, {"embeddings": "teacher"}, "teacher", False),
     (161, {"embeddings": "random"}, "random", True),   # random rows that stayed random would teach nothing

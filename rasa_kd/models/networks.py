@@ -30,7 +30,7 @@ def build_bilstm(settings, vocab_size: int, num_labels: int, embeddings: Optiona
     ids = layers.Input(shape=(None,), dtype=tf.int32, name="input_ids")
     initializer = tf.keras.initializers.Constant(embeddings) if embeddings is not None else "uniform"
     x = layers.Embedding(vocab_size, embedding_dim, mask_zero=True, embeddings_initializer=initializer,
-                         trainable=settings.train_embeddings is not False, name="embedding")(ids)  # null: as from 1,000 examples
+                         trainable=settings.train_embeddings is not False, name="embedding")(ids)  # null: as from 2,000 examples
     if settings.multichannel:
         if embeddings is None:
             raise ConfigError("'student.bilstm.multichannel' needs 'student.bilstm.embeddings' teacher or contextual, not random")

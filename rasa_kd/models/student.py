@@ -23,8 +23,8 @@ import numpy as np
 from rasa_kd.errors import ConfigError, ModelLoadError
 from rasa_kd.io_utils import atomic_directory, read_json, sha256_file, write_json
 from rasa_kd.models import bert
+from rasa_kd.models.architectures import CONTEXTUAL_BELOW
 from rasa_kd.models.networks import PAD, UNK, bilstm_settings, build_bilstm, student_forward
-from rasa_kd.models.teacher import SMALL_DATA
 from rasa_kd.provenance import fingerprint, package_versions
 
 logger = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ def new_student(kind: str, settings, teacher, texts: Optional[Sequence[str]], se
     if kind not in KINDS:
         raise ConfigError(f"student kind must be one of {KINDS}, got {kind!r}")
     if kind == "bilstm":
-        settings = settings.for_examples(SMALL_DATA)  # what the caller left null: as for a bot of ordinary size
+        settings = settings.for_examples(CONTEXTUAL_BELOW)  # what the caller left null: as for a larger bot
     special_tokens = uses_special_tokens(kind)
     if texts is None:
         teacher_ids, vocab = [], StudentVocab.from_used(used, teacher.tokenizer)
