@@ -141,7 +141,7 @@ def test_the_saved_tokenizer_without_tokenizer_json_encodes_as_the_teacher_does(
 
 
 @pytest.mark.parametrize("embeddings", ["contextual", "teacher"])
-def test_frozen_embeddings_stay_as_they_started_through_training(tiny_bert_dir, runs, embeddings):
+def test_frozen_embeddings_stay_as_they_started_through_training(tiny_bert_dir, runs, embeddings, caplog):
     from rasa_kd.models.networks import contextual_table
     from rasa_kd.models.teacher import Teacher
 
@@ -152,7 +152,10 @@ def test_frozen_embeddings_stay_as_they_started_through_training(tiny_bert_dir, 
     given = {} if embeddings == "contextual" else {"student.bilstm.embeddings": "teacher", "student.bilstm.train_embeddings": False}
     config = load_config(None, {**settings, "teacher.model": str(tiny_bert_dir), "student.type": "bilstm",
                                 "transfer_set.augmentation": "none", "student.training.epochs": 2, **given})
+    caplog.set_level("INFO", logger="rasa_kd.distill.pipeline")
     student = pipeline.distil_examples(texts, intents, config, output=runs / f"frozen-{embeddings}", progress=False)
+    # The log says what the data's size chose, and only when it chose.
+    assert ("student: contextual embedding rows, frozen (chosen for" in caplog.text) == (embeddings == "contextual")
     teacher = Teacher.load(runs / f"frozen-{embeddings}" / "teacher")
     table = teacher.model.get_input_embeddings().weight.numpy()
     if embeddings == "contextual":

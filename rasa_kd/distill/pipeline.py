@@ -392,6 +392,9 @@ class Distillation:
         if s.training.epochs is None:
             logger.info("student: %d epochs over %d sentences (chosen for %d training examples)",
                         training.epochs, len(transfer), len(splits["train"][0]))
+        if s.type == "bilstm" and (s.bilstm.embeddings is None or s.bilstm.train_embeddings is None):
+            logger.info("student: %s embedding rows, %s (chosen for %d training examples)", arch_settings.embeddings,
+                        "trained" if arch_settings.train_embeddings else "frozen", len(splits["train"][0]))
         record = {"teacher_fingerprint": teacher.fingerprint, "teacher_base_model": teacher.record.get("base_model"),
                   "transfer_set_sha256": transfer_sha, "training_settings": dataclasses.asdict(training)}
         stream = self._student_stream(teacher, arch_settings, training.batch_size, labelling.cache_dir, transfer_sha) if streamed else None
