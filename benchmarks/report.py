@@ -177,7 +177,8 @@ def small_bot_sections(results: Path) -> List[str]:
         body = fewshot.read_text(encoding="utf-8").strip().splitlines()[1:]  # its own title dropped
         lines += ["", "## Small bots: few-shot sets with the defaults", "",
                   "`.venv/bin/python benchmarks/fewshot.py`, then `--time` alone, then `--report` (README, \"Small bots\").",
-                  *body]
+                  "Measured before a small bot's BiLSTM read the teacher's contextual rows, frozen (the default since "
+                  "2026-11-27); quick runs of that default: benchmarks/NOTES.md, \"Fourth round\".", *body]
     rerun = results / "noregression.json"
     if rerun.is_file():
         lines += ["", "## Full-size tasks after the small-bot defaults (BiLSTM student)", "",
