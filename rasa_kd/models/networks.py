@@ -91,7 +91,7 @@ def build_tinybert(settings, vocab, labels: Sequence[str], teacher=None, seed: i
 
 def embedding_source(kind: str, settings, teacher, fitted_on: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     """Teacher WordPiece ids -> a student's initial embedding rows: the teacher's own rows for a BiLSTM
-    (and a tiny-BERT copying the teacher), else projected to the tiny-BERT's width by the principal
+    (its contextual rows with ``embeddings: contextual``; and a tiny-BERT copying the teacher), else projected to the tiny-BERT's width by the principal
     components of the rows of ``fitted_on`` (the student vocabulary's teacher ids)."""
     table = teacher.model.get_input_embeddings().weight.numpy()
     if kind == "bilstm" and settings.embeddings == "contextual":

@@ -171,8 +171,10 @@ def new_student(kind: str, settings, teacher, texts: Optional[Sequence[str]], se
     mixed-precision policy when it has one (:class:`rasa_kd.distill.distribute.Acceleration`).
 
     The vocabulary keeps the WordPieces ``texts`` use; a BiLSTM's embeddings start from the teacher's
-    rows (``embeddings: teacher``), a tiny-BERT's from them projected to its width, or copies the
-    teacher's layers (``init: teacher``). ``seed`` fixes the initialisation.
+    rows (``embeddings: teacher``) or its contextual rows (``contextual``; settings left null resolve
+    as for 2,000 examples or more, the pipeline resolves them for its data); a tiny-BERT's from the
+    teacher's rows projected to its width, or copies the teacher's layers (``init: teacher``). ``seed``
+    fixes the initialisation.
     """
     import tensorflow as tf
 
