@@ -85,7 +85,8 @@ def test_contextual_rows_are_the_teachers_last_layer_over_each_wordpiece_alone(t
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
     expected = np.stack([model(np.array([[cls, piece, sep]]), output_hidden_states=True).hidden_states[-1][0].numpy().mean(axis=0)
                          for piece in range(len(table))])
-    expected = (expected - expected.mean(axis=0)) * (table.std() / (expected - expected.mean(axis=0)).std())
+    centred = expected - expected.mean(axis=0)
+    expected = centred * (table.std() / centred.std())
     np.testing.assert_allclose(rows, expected, atol=1e-4)
     assert not np.allclose(rows, table, atol=1e-2)  # not the input rows
 
