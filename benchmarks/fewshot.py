@@ -15,6 +15,7 @@ scored on its 160 held-out messages. For each set:
     .venv/bin/python benchmarks/fewshot.py                          # every set, every model
     .venv/bin/python benchmarks/fewshot.py --sets sara-10-s0 --models diet
     .venv/bin/python benchmarks/fewshot.py --tag try-x --set transfer_set.size=20000   # a variant
+    .venv/bin/python benchmarks/fewshot.py --tag d1127 --diet-from defaults   # new defaults, DIET's earlier runs
     .venv/bin/python benchmarks/fewshot.py --report                 # the table of every saved result
 
 Results: benchmarks/results/fewshot/TAG/SET.json, and the table benchmarks/results/fewshot/TAG.md.
@@ -36,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from run_task import latencies, student_shape, train_diet  # noqa: E402
 
-from rasa_kd.io_utils import read_json, write_json, write_text  # noqa: E402
+from rasa_kd.io_utils import read_json, sha256_file, write_json, write_text  # noqa: E402
 from rasa_kd.provenance import package_versions  # noqa: E402
 
 SOURCES = {"sara": ("sara", "sara/thesis_tsv"), "snips": ("snips", "snips")}
@@ -110,15 +111,19 @@ def run_set(name: str, args, overrides: dict) -> dict:
 
     work = (args.work / args.tag / name).resolve()
     files = prepare(name, args.data_dir, args.work.resolve())
-    students = distil(name, files, work, overrides, args.progress)
+    counts = {split: len(load_intent_examples(Path(path))) for split, path in files.items()}
     # DIET does not depend on the students' settings: one run per set serves every tag.
-    diet = train_diet(name, files, (args.work / "diet" / name).resolve(), DIET_EPOCHS, splits=["test"])
+    diet = earlier_diet(args.results, args.diet_from, name, files, counts) if args.diet_from else None
+    students = distil(name, files, work, overrides, args.progress)
+    if diet is None:
+        trained = train_diet(name, files, (args.work / "diet" / name).resolve(), DIET_EPOCHS, splits=["test"])
+        diet = {"accuracy": trained["scores"]["test"]["accuracy"], "size_bytes": trained["size_bytes"],
+                "train_seconds": trained["train_seconds"], "archive": trained["archive"]}
     teacher = students["bilstm"]["teacher"]
     models = {
         "teacher": {"accuracy": teacher["scores"]["test"]["accuracy"], "params": teacher["params"],
                     "size_bytes": teacher["size_bytes"], "train_seconds": students["bilstm"]["stages"]["teacher"]["seconds"]},
-        "diet": {"accuracy": diet["scores"]["test"]["accuracy"], "size_bytes": diet["size_bytes"],
-                 "train_seconds": diet["train_seconds"], "archive": diet["archive"]},
+        "diet": diet,
     }
     for kind in ("bilstm", "tinybert"):
         block, stages = students[kind]["student"], students[kind]["stages"]
@@ -135,19 +140,40 @@ def run_set(name: str, args, overrides: dict) -> dict:
         "set": name, "tag": args.tag, "date": datetime.date.today().isoformat(),
         "command": "python benchmarks/fewshot.py " + " ".join(sys.argv[1:]), "overrides": overrides,
         "versions": package_versions(), "work": str(work), "test": files["test"],
-        "data": {split: len(load_intent_examples(Path(path))) for split, path in files.items()},
+        "data": counts, "data_sha256": {split: sha256_file(Path(path)) for split, path in files.items()},
         "transfer_set": students["bilstm"]["transfer_set"], "models": models,
     }
 
 
+def earlier_diet(results_dir: Path, tag: str, name: str, files: Dict[str, str], counts: Dict[str, int]) -> dict:
+    """DIET's block of ``tag``'s result of set ``name``, marked as taken from it. The set must be the same:
+    as many examples, and the same files where that result recorded their hashes (older results did not;
+    the sampler is deterministic and tested to be)."""
+    path = results_dir / tag / f"{name}.json"
+    if not path.is_file():
+        raise SystemExit(f"--diet-from {tag}: {path} does not exist; run that tag on {name} first or leave --diet-from out")
+    earlier = read_json(path)
+    if earlier["data"] != counts:
+        raise SystemExit(f"--diet-from {tag}: {path} was measured on {earlier['data']} examples, this set has {counts}")
+    if "data_sha256" in earlier and earlier["data_sha256"] != {split: sha256_file(Path(f)) for split, f in files.items()}:
+        raise SystemExit(f"--diet-from {tag}: {path} was measured on other files than {files}")
+    return {**{k: earlier["models"]["diet"][k] for k in ("accuracy", "size_bytes", "train_seconds", "archive")},
+            "from_tag": tag, "from_date": earlier["date"]}
+
+
 def time_set(result: dict, sentences_per_model: int) -> dict:
-    """Batch-1 and batch-256 latency of the four models of a saved result, in one process (run alone)."""
+    """Batch-1 and batch-256 latency of the models of a saved result, in one process (run alone); DIET only
+    when its archive is still on disk."""
     from rasa_kd.data.nlu_yaml import load_intent_examples
 
     sentences = [t for t, _ in load_intent_examples(Path(result["test"]))]
-    latency, diet_params = latencies(Path(result["work"]), Path(result["models"]["diet"]["archive"]), sentences, sentences_per_model, 3)
-    result["models"]["diet"]["params"] = diet_params
+    archive = Path(result["models"]["diet"]["archive"])
+    latency, diet_params = latencies(Path(result["work"]), archive if archive.is_file() else None, sentences, sentences_per_model, 3)
+    if diet_params is not None:
+        result["models"]["diet"]["params"] = diet_params
     for name, model in result["models"].items():
+        if name not in latency:
+            continue
         model["latency_ms"] = latency[name]
         model["speedup_vs_teacher"] = latency["teacher"]["batch_1"] / latency[name]["batch_1"]
     result["timed"] = datetime.date.today().isoformat()
@@ -215,6 +241,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="time the saved models of each set (run it alone: other work on the machine skews latency)")
     parser.add_argument("--quick", action="store_true",
                         help="a BiLSTM only: test accuracy and the like, for comparing settings")
+    parser.add_argument("--diet-from", metavar="TAG",
+                        help="take DIET's scores from this tag's result of each set instead of training it again "
+                             "(DIET does not depend on rasa-kd's settings)")
     parser.add_argument("--teacher-from", metavar="TAG", help="--quick: reuse the teacher of this tag's run of the set")
     args = parser.parse_args(argv)
 

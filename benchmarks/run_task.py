@@ -180,8 +180,9 @@ def batch_1_in_blocks(runners: Dict[str, Callable[[List[str]], object]], sentenc
     return times
 
 
-def latencies(work: Path, diet_archive: Path, sentences: List[str], single: int, batches: int) -> dict:
-    """Batch-1 and batch-256 latency of teacher, students and DIET, interleaved in one process."""
+def latencies(work: Path, diet_archive: Optional[Path], sentences: List[str], single: int, batches: int) -> dict:
+    """Batch-1 and batch-256 latency of teacher, students and DIET (unless ``diet_archive`` is None),
+    interleaved in one process."""
     from rasa_kd.models.student import StudentModel
     from rasa_kd.models.teacher import Teacher
 
@@ -193,8 +194,9 @@ def latencies(work: Path, diet_archive: Path, sentences: List[str], single: int,
         "bilstm": batched(StudentModel.load(work / "bilstm" / "student")),
         "tinybert": batched(StudentModel.load(work / "tinybert" / "student")),
     }
-    diet = DietRunner(diet_archive)
-    runners["diet"] = diet.parse
+    diet = DietRunner(diet_archive) if diet_archive is not None else None
+    if diet is not None:
+        runners["diet"] = diet.parse
     for run in runners.values():  # warm-up: graphs traced, buffers allocated
         run(sentences[:1])
         run(sentences[:256])
@@ -207,7 +209,7 @@ def latencies(work: Path, diet_archive: Path, sentences: List[str], single: int,
             run(batch)
             many[name].append((time.perf_counter() - t) * 1000 / 256)
     return {name: {"batch_1": statistics.median(one[name]), "batch_256_per_example": statistics.median(many[name])}
-            for name in runners}, diet.params
+            for name in runners}, (diet.params if diet is not None else None)
 
 
 def student_shape(folder: Path) -> str:
