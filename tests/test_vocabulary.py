@@ -91,6 +91,33 @@ def test_contextual_rows_are_the_teachers_last_layer_over_each_wordpiece_alone(t
     assert not np.allclose(rows, table, atol=1e-2)  # not the input rows
 
 
+def test_contextual_rows_are_kept_under_the_teachers_fingerprint_and_read_back(tiny_bert_dir, tmp_path, caplog):
+    from types import SimpleNamespace
+
+    from rasa_kd.models import bert
+    from rasa_kd.models.networks import contextual_table
+
+    tokenizer = bert.load_tokenizer(tiny_bert_dir)
+    model = bert.load_sequence_classifier(tiny_bert_dir, ["a", "b"])
+    table = model.get_input_embeddings().weight.numpy()
+    teacher = SimpleNamespace(tokenizer=tokenizer, model=model, fingerprint="f00d")
+    rows = contextual_table(teacher, table, cache_dir=tmp_path / "cache")
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["contextual-rows-f00d.npy"]  # no temporary file left
+
+    # Read back, not recomputed: a teacher that cannot run gives the same rows.
+    caplog.set_level("INFO", logger="rasa_kd.models.networks")
+    broken = SimpleNamespace(tokenizer=tokenizer, model=SimpleNamespace(bert=None), fingerprint="f00d")
+    np.testing.assert_array_equal(contextual_table(broken, table, cache_dir=tmp_path / "cache"), rows)
+    assert "reusing the teacher's contextual rows" in caplog.text
+    # Another teacher (another fingerprint) does not read them, nor does a file of another shape count.
+    with pytest.raises(TypeError):  # it tries to run the teacher
+        contextual_table(SimpleNamespace(tokenizer=tokenizer, model=SimpleNamespace(bert=None), fingerprint="beef"), table,
+                         cache_dir=tmp_path / "cache")
+    np.save(tmp_path / "cache" / "contextual-rows-f00d.npy", rows[:3])
+    np.testing.assert_allclose(contextual_table(teacher, table, cache_dir=tmp_path / "cache"), rows, atol=1e-6)
+    assert np.load(tmp_path / "cache" / "contextual-rows-f00d.npy").shape == table.shape  # replaced by whole rows
+
+
 @pytest.mark.parametrize("kind", ["bilstm", "tinybert"])
 def test_an_extended_student_round_trips_and_serves_alike_in_numpy_and_tensorflow(students, kind, tmp_path):
     student = students[(kind, "teacher")]
@@ -161,6 +188,9 @@ def test_frozen_embeddings_stay_as_they_started_through_training(tiny_bert_dir, 
     table = teacher.model.get_input_embeddings().weight.numpy()
     if embeddings == "contextual":
         table = contextual_table(teacher, table)
+    # Kept in the run's cache under the teacher's fingerprint for a resumed stage or another worker.
+    kept = list((runs / f"frozen-{embeddings}" / "cache").glob("contextual-rows-*.npy"))
+    assert [p.name for p in kept] == ([f"contextual-rows-{teacher.fingerprint}.npy"] if embeddings == "contextual" else [])
     np.testing.assert_allclose(student.network.get_layer("embedding").get_weights()[0], table[student.vocab.teacher_ids], atol=1e-6)
     assert student.architecture["train_embeddings"] is False and student.architecture["embeddings"] == embeddings
     # The other layers did learn; the saved folder serves the same answers.

@@ -401,7 +401,7 @@ class Distillation:
         with distribute.scope(self.strategy):
             student, teacher_ids = new_student(s.type, arch_settings, teacher, None if streamed else transfer.texts,
                                                s.training.random_seed, record, used=stream.tokens.used if streamed else None,
-                                               acceleration=self.acceleration)
+                                               acceleration=self.acceleration, cache_dir=self.run.cache(self.config))
         if streamed:
             train_ids = logits = gold = teacher_ids = None
         else:

@@ -2,11 +2,13 @@
 settings, optionally initialised from the teacher, and traced for inference."""
 import dataclasses
 import logging
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from rasa_kd.errors import ConfigError
+from rasa_kd.io_utils import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -89,27 +91,39 @@ def build_tinybert(settings, vocab, labels: Sequence[str], teacher=None, seed: i
     return model
 
 
-def embedding_source(kind: str, settings, teacher, fitted_on: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+def embedding_source(kind: str, settings, teacher, fitted_on: np.ndarray,
+                     cache_dir: Optional[Path] = None) -> Callable[[np.ndarray], np.ndarray]:
     """Teacher WordPiece ids -> a student's initial embedding rows: the teacher's own rows for a BiLSTM
-    (its contextual rows with ``embeddings: contextual``; and a tiny-BERT copying the teacher), else projected to the tiny-BERT's width by the principal
-    components of the rows of ``fitted_on`` (the student vocabulary's teacher ids)."""
+    (its contextual rows with ``embeddings: contextual``, kept in ``cache_dir`` when given; and a tiny-BERT
+    copying the teacher), else projected to the tiny-BERT's width by the principal components of the rows
+    of ``fitted_on`` (the student vocabulary's teacher ids)."""
     table = teacher.model.get_input_embeddings().weight.numpy()
     if kind == "bilstm" and settings.embeddings == "contextual":
-        table = contextual_table(teacher, table)
+        table = contextual_table(teacher, table, cache_dir=cache_dir)
     if kind == "bilstm" or settings.init == "teacher" or table.shape[1] == settings.hidden_size:
         return lambda ids: table[ids]
     project = fit_projection(table[fitted_on], settings.hidden_size)
     return lambda ids: project(table[ids])
 
 
-def contextual_table(teacher, table: np.ndarray, batch_size: int = 512) -> np.ndarray:
+def contextual_table(teacher, table: np.ndarray, batch_size: int = 512, cache_dir: Optional[Path] = None) -> np.ndarray:
     """Every teacher WordPiece as the teacher reads it alone (``[CLS] piece [SEP]``): the mean of its last
     layer over the three positions, centred and scaled to the spread of the input ``table``.
 
     The idea of Model2Vec's static vectors (MinishLab, 2024): unlike an input row, such a vector carries what
-    the teacher's layers make of the piece, here a teacher fine-tuned on the bot's intents."""
+    the teacher's layers make of the piece, here a teacher fine-tuned on the bot's intents. With ``cache_dir``
+    the rows are kept there under the teacher's fingerprint, so a resumed run or another worker reads them
+    instead of running the teacher over every WordPiece again (about 30 s on 2 cores)."""
     import tensorflow as tf
 
+    fingerprint = getattr(teacher, "fingerprint", "")
+    cached = Path(cache_dir) / f"contextual-rows-{fingerprint}.npy" if cache_dir is not None and fingerprint else None
+    if cached is not None and cached.is_file():
+        rows = np.load(cached)
+        if rows.shape == table.shape and rows.dtype == table.dtype:
+            logger.info("student embeddings: reusing the teacher's contextual rows in %s", cached)
+            return rows
+        logger.warning("%s holds rows of shape %s, not %s: computing them again", cached, rows.shape, table.shape)
     logger.info("student embeddings: the teacher reads each of its %d WordPieces alone", len(table))
     tokenizer = teacher.tokenizer
     rows = np.empty_like(table)
@@ -120,6 +134,10 @@ def contextual_table(teacher, table: np.ndarray, batch_size: int = 512) -> np.nd
         rows[pieces] = hidden.numpy().mean(axis=1)
     rows -= rows.mean(axis=0, keepdims=True)
     rows *= table.std() / max(float(rows.std()), 1e-8)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(cached, "wb") as handle:  # whole or absent: another worker may read it at any time
+            np.save(handle, rows)
     return rows
 
 

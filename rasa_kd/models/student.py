@@ -163,7 +163,7 @@ def uses_special_tokens(kind: str) -> bool:
 
 def new_student(kind: str, settings, teacher, texts: Optional[Sequence[str]], seed: int,
                 record: Optional[dict] = None, used: Optional[np.ndarray] = None,
-                acceleration=None) -> Tuple["StudentModel", List[List[int]]]:
+                acceleration=None, cache_dir: Optional[Path] = None) -> Tuple["StudentModel", List[List[int]]]:
     """An untrained student of ``teacher`` and the teacher's WordPiece ids of ``texts`` (its transfer set).
 
     A streamed transfer set passes ``texts=None`` and the WordPieces it uses as ``used`` (bool [teacher
@@ -174,7 +174,7 @@ def new_student(kind: str, settings, teacher, texts: Optional[Sequence[str]], se
     rows (``embeddings: teacher``) or its contextual rows (``contextual``; settings left null resolve
     as for 2,000 examples or more, the pipeline resolves them for its data); a tiny-BERT's from the
     teacher's rows projected to its width, or copies the teacher's layers (``init: teacher``). ``seed``
-    fixes the initialisation.
+    fixes the initialisation. Contextual rows are kept in ``cache_dir`` when given (``contextual_table``).
     """
     import tensorflow as tf
 
@@ -190,7 +190,7 @@ def new_student(kind: str, settings, teacher, texts: Optional[Sequence[str]], se
     else:
         teacher_ids = bert.encode(teacher.tokenizer, texts, settings.max_seq_length, special_tokens)
         vocab = StudentVocab.from_teacher_ids(teacher_ids, teacher.tokenizer)
-    source = embedding_source(kind, settings, teacher, vocab.teacher_ids)
+    source = embedding_source(kind, settings, teacher, vocab.teacher_ids, cache_dir)
     use_checkpointable_dropout()
     tf.keras.utils.set_random_seed(seed)
     labels = teacher.labels
