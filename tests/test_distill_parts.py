@@ -264,6 +264,18 @@ def test_the_bilstm_embeddings_adapt_to_the_data_size(training, given, embedding
     assert dataclasses.replace(resolved, embeddings=None, train_embeddings=None) == BiLSTMSettings()
 
 
+@pytest.mark.parametrize("training, given, embeddings", [
+    (161, {}, "contextual"), (1999, {}, "contextual"), (2000, {}, "teacher"), (67000, {}, "teacher"),
+    (161, {"embeddings": "teacher"}, "teacher"), (5000, {"embeddings": "contextual"}, "contextual"),
+])
+def test_the_tinybert_embeddings_adapt_to_the_data_size(training, given, embeddings):
+    from rasa_kd.models.architectures import TinyBertSettings
+
+    resolved = TinyBertSettings(**given).for_examples(training)
+    assert resolved.embeddings == embeddings
+    assert dataclasses.replace(resolved, embeddings=None) == TinyBertSettings()
+
+
 def test_student_epochs_given_explicitly_are_kept():
     from rasa_kd.distill.config import StudentTrainingSettings
 

@@ -71,6 +71,23 @@ def test_the_extension_holds_the_rows_the_words_would_have_started_from(students
     assert teacher.tokenizer.mask_token_id not in student.extension.teacher_ids
 
 
+def test_a_small_bots_tinybert_starts_from_the_teachers_contextual_rows_projected(students, runs):
+    from rasa_kd.models.networks import contextual_table, fit_projection
+    from rasa_kd.models.teacher import Teacher
+
+    student = students[("tinybert", "teacher")]
+    assert student.architecture["embeddings"] == "contextual"  # 18 training examples: a small bot's default
+    teacher = Teacher.load(runs / "tinybert-teacher" / "teacher")
+    inputs = teacher.model.get_input_embeddings().weight.numpy()
+    word_id = teacher.tokenizer.convert_tokens_to_ids("farewell")
+    row = student.extension.table()[list(student.extension.teacher_ids).index(word_id)]
+    for table, holds in ((contextual_table(teacher, inputs), True), (inputs, False)):
+        # Projected to the student's width by the principal components of its vocabulary's rows.
+        expected = fit_projection(table[student.vocab.teacher_ids], 16)(table[[word_id]])[0]
+        step = np.abs(expected).max() / 7  # 4 bits with a scale per row: within half a step
+        assert np.allclose(row, expected, atol=step / 2 + 1e-6) == holds
+
+
 def test_contextual_rows_are_the_teachers_last_layer_over_each_wordpiece_alone(tiny_bert_dir):
     from types import SimpleNamespace
 

@@ -378,7 +378,7 @@ class Distillation:
         transfer = self.transfer_file() if streamed else self.saved_transfer_set()
         s = self.config.student
         splits = self.splits
-        arch_settings = s.bilstm.for_examples(len(splits["train"][0])) if s.type == "bilstm" else s.tinybert
+        arch_settings = (s.bilstm if s.type == "bilstm" else s.tinybert).for_examples(len(splits["train"][0]))
         transfer_sha = sha256_file(run.transfer_set)
         # Resolved, so a run whose chosen epochs would differ (another rasa-kd version) is not reused.
         training = s.training.for_data(len(splits["train"][0]), len(transfer), dev="dev" in splits)
@@ -395,6 +395,9 @@ class Distillation:
         if s.type == "bilstm" and (s.bilstm.embeddings is None or s.bilstm.train_embeddings is None):
             logger.info("student: %s embedding rows, %s (chosen for %d training examples)", arch_settings.embeddings,
                         "trained" if arch_settings.train_embeddings else "frozen", len(splits["train"][0]))
+        elif s.type == "tinybert" and s.tinybert.embeddings is None and s.tinybert.init == "random":
+            logger.info("student: %s embedding rows, projected (chosen for %d training examples)", arch_settings.embeddings,
+                        len(splits["train"][0]))
         record = {"teacher_fingerprint": teacher.fingerprint, "teacher_base_model": teacher.record.get("base_model"),
                   "transfer_set_sha256": transfer_sha, "training_settings": dataclasses.asdict(training)}
         stream = self._student_stream(teacher, arch_settings, training.batch_size, labelling.cache_dir, transfer_sha) if streamed else None

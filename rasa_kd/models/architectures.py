@@ -72,8 +72,17 @@ class TinyBertSettings:
         one_of("random", "teacher"),
     )
     teacher_layers: Optional[List[int]] = setting(None, "teacher layers (0-based) copied into the student; default: evenly spaced", optional_int_list(0))
+    embeddings: Optional[str] = setting(
+        None, "with init: random, the rows its embeddings start from, projected to hidden_size: teacher (the teacher's "
+        "WordPiece rows) or contextual (what the teacher's layers make of each WordPiece read alone); null: contextual "
+        "below 2,000 training examples, else teacher", optional_one_of("teacher", "contextual"))
     vocabulary: str = setting(
         "teacher", "WordPieces the student reads: teacher (every one the teacher knows; those the transfer set never "
         "showed keep the rows they would have started from, stored at 4 bits) or transfer_set (the rest read as [UNK])",
         one_of("teacher", "transfer_set"))
     max_seq_length: int = setting(64, "WordPiece tokens per sentence", integer(4, 512))
+
+    def for_examples(self, count: int) -> "TinyBertSettings":
+        """These settings with ``embeddings`` chosen for ``count`` training examples where null: contextual
+        rows below 2,000 (few-shot Sara and SNIPS, benchmarks/NOTES.md), else the teacher's input rows."""
+        return dataclasses.replace(self, embeddings=self.embeddings or ("contextual" if count < CONTEXTUAL_BELOW else "teacher"))

@@ -93,12 +93,13 @@ def build_tinybert(settings, vocab, labels: Sequence[str], teacher=None, seed: i
 
 def embedding_source(kind: str, settings, teacher, fitted_on: np.ndarray,
                      cache_dir: Optional[Path] = None) -> Callable[[np.ndarray], np.ndarray]:
-    """Teacher WordPiece ids -> a student's initial embedding rows: the teacher's own rows for a BiLSTM
-    (its contextual rows with ``embeddings: contextual``, kept in ``cache_dir`` when given; and a tiny-BERT
-    copying the teacher), else projected to the tiny-BERT's width by the principal components of the rows
+    """Teacher WordPiece ids -> a student's initial embedding rows: the teacher's rows (its contextual rows with
+    ``embeddings: contextual``, kept in ``cache_dir`` when given), as they are for a BiLSTM and a tiny-BERT
+    copying the teacher, else projected to the tiny-BERT's width by the principal components of the rows
     of ``fitted_on`` (the student vocabulary's teacher ids)."""
     table = teacher.model.get_input_embeddings().weight.numpy()
-    if kind == "bilstm" and settings.embeddings == "contextual":
+    # A tiny-BERT copying the teacher's layers keeps the teacher's own rows, which those layers read.
+    if settings.embeddings == "contextual" and (kind == "bilstm" or settings.init == "random"):
         table = contextual_table(teacher, table, cache_dir=cache_dir)
     if kind == "bilstm" or settings.init == "teacher" or table.shape[1] == settings.hidden_size:
         return lambda ids: table[ids]

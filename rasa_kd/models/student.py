@@ -170,11 +170,10 @@ def new_student(kind: str, settings, teacher, texts: Optional[Sequence[str]], se
     vocabulary]); the ids returned are then empty. A tiny-BERT is built under ``acceleration``'s
     mixed-precision policy when it has one (:class:`rasa_kd.distill.distribute.Acceleration`).
 
-    The vocabulary keeps the WordPieces ``texts`` use; a BiLSTM's embeddings start from the teacher's
-    rows (``embeddings: teacher``) or its contextual rows (``contextual``; settings left null resolve
-    as for 2,000 examples or more, the pipeline resolves them for its data); a tiny-BERT's from the
-    teacher's rows projected to its width, or copies the teacher's layers (``init: teacher``). ``seed``
-    fixes the initialisation. Contextual rows are kept in ``cache_dir`` when given (``contextual_table``).
+    The vocabulary keeps the WordPieces ``texts`` use; the embeddings start from the teacher's rows
+    (``embeddings: teacher``) or its contextual rows (``contextual``; settings left null resolve as for
+    2,000 examples or more, the pipeline resolves them for its data), projected to a tiny-BERT's width,
+    unless the tiny-BERT copies the teacher's layers (``init: teacher``). ``seed`` fixes the initialisation. Contextual rows are kept in ``cache_dir`` when given (``contextual_table``).
     """
     import tensorflow as tf
 
@@ -182,8 +181,7 @@ def new_student(kind: str, settings, teacher, texts: Optional[Sequence[str]], se
 
     if kind not in KINDS:
         raise ConfigError(f"student kind must be one of {KINDS}, got {kind!r}")
-    if kind == "bilstm":
-        settings = settings.for_examples(CONTEXTUAL_BELOW)  # what the caller left null: as for a larger bot
+    settings = settings.for_examples(CONTEXTUAL_BELOW)  # what the caller left null: as for a larger bot
     special_tokens = uses_special_tokens(kind)
     if texts is None:
         teacher_ids, vocab = [], StudentVocab.from_used(used, teacher.tokenizer)
