@@ -168,17 +168,29 @@ def scaling_sections(results: Path) -> List[str]:
     return lines
 
 
+# The few-shot tables, newest defaults first: (tag of benchmarks/fewshot.py, heading, how it was run).
+FEWSHOT_TABLES = [
+    ("d1127", "Small bots: few-shot sets with the defaults of 2026-11-27",
+     "`.venv/bin/python benchmarks/fewshot.py --tag d1127 --diet-from defaults` (DIET's scores taken from the "
+     "`defaults` runs below: DIET does not depend on rasa-kd's settings), the tiny-BERT of the first eight sets "
+     "distilled again after its contextual rows (`--models tinybert`); then `--time` alone. Both students read the "
+     "teacher's contextual rows below 2,000 examples, the teacher trains with outlier exposure, the student keeps "
+     "a tenth of the examples for its threshold. Sets with fewer than 3 seeds are still being run."),
+    ("defaults", "Small bots: few-shot sets with the defaults of 2026-11-26",
+     "`.venv/bin/python benchmarks/fewshot.py`, then `--time` alone, then `--report`. Before outlier exposure (most "
+     "sets) and the students' contextual rows: benchmarks/NOTES.md has the rounds in between."),
+]
+
+
 def small_bot_sections(results: Path) -> List[str]:
     """The few-shot table (benchmarks/fewshot.py), the full-size reruns after the small-bot defaults
     (benchmarks/noregression.py) and the confidence tables (benchmarks/confidence.py), where measured."""
     lines: List[str] = []
-    fewshot = results / "fewshot" / "defaults.md"
-    if fewshot.is_file():
-        body = fewshot.read_text(encoding="utf-8").strip().splitlines()[1:]  # its own title dropped
-        lines += ["", "## Small bots: few-shot sets with the defaults", "",
-                  "`.venv/bin/python benchmarks/fewshot.py`, then `--time` alone, then `--report` (README, \"Small bots\").",
-                  "Measured before a small bot's BiLSTM read the teacher's contextual rows, frozen (the default since "
-                  "2026-11-27); quick runs of that default: benchmarks/NOTES.md, \"Fourth round\".", *body]
+    for tag, title, how in FEWSHOT_TABLES:
+        fewshot = results / "fewshot" / f"{tag}.md"
+        if fewshot.is_file():
+            body = fewshot.read_text(encoding="utf-8").strip().splitlines()[1:]  # its own title dropped
+            lines += ["", f"## {title}", "", how, *body]
     rerun = results / "noregression.json"
     if rerun.is_file():
         lines += ["", "## Full-size tasks after the small-bot defaults (BiLSTM student)", "",
