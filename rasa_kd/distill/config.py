@@ -112,7 +112,7 @@ class TransferSetSettings:
 class LabellingSettings:
     batch_size: int = setting(128, "sentences per teacher call", integer(1, 65536))
     shard_size: int = setting(4096, "sentences per cache file; a killed run loses at most one shard of work", integer(1, 10**7))
-    cache_dir: Optional[str] = setting(None, "where logits and the BiLSTM's contextual rows are cached (default: OUTPUT/cache)", optional_text())
+    cache_dir: Optional[str] = setting(None, "where logits and the students' contextual rows are cached (default: OUTPUT/cache)", optional_text())
     claim_minutes: float = setting(
         60.0, "several labelling workers share the cache by claiming shards: a claim by a worker on another host is "
         "taken over after this many minutes (on the same host, as soon as its process is gone)", number(0.0, 1e6, min_inclusive=False))

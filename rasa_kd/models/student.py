@@ -173,7 +173,8 @@ def new_student(kind: str, settings, teacher, texts: Optional[Sequence[str]], se
     The vocabulary keeps the WordPieces ``texts`` use; the embeddings start from the teacher's rows
     (``embeddings: teacher``) or its contextual rows (``contextual``; settings left null resolve as for
     2,000 examples or more, the pipeline resolves them for its data), projected to a tiny-BERT's width,
-    unless the tiny-BERT copies the teacher's layers (``init: teacher``). ``seed`` fixes the initialisation. Contextual rows are kept in ``cache_dir`` when given (``contextual_table``).
+    unless the tiny-BERT copies the teacher's layers (``init: teacher``). ``seed`` fixes the initialisation.
+    Contextual rows are kept in ``cache_dir`` when given (``contextual_table``).
     """
     import tensorflow as tf
 
