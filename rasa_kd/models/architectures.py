@@ -7,7 +7,7 @@ from rasa_kd.settings import boolean, integer, number, one_of, optional_boolean,
 
 # Below this many training examples a BiLSTM starts from the teacher's contextual rows, frozen, and a tiny-BERT
 # from them projected (for_examples): the BiLSTM gained 3.3-4.9, 2.8-4.4 and 1.1 points on few-shot Sara with
-# 551-561, 1,054 and 1,595 examples, the tiny-BERT 0.3-2.5 on six sets (benchmarks/NOTES.md); larger sets are
+# 551-561, 1,054 and 1,595 examples, the tiny-BERT 0.3-2.5 on eight sets (benchmarks/NOTES.md); larger sets are
 # unmeasured, and the gain shrinks as the data grows.
 CONTEXTUAL_BELOW = 2000
 
