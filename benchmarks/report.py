@@ -173,7 +173,9 @@ FEWSHOT_TABLES = [
     ("d1127", "Small bots: few-shot sets with the defaults of 2026-11-27",
      "`.venv/bin/python benchmarks/fewshot.py --tag d1127 --diet-from defaults` (DIET's scores taken from the "
      "`defaults` runs below: DIET does not depend on rasa-kd's settings), the tiny-BERT of the first eight sets "
-     "distilled again after its contextual rows (`--models tinybert`); then `--time` alone. Both students read the "
+     "distilled again from its contextual rows (`--models tinybert`, or the quick runs of benchmarks/NOTES.md's fifth "
+     "round: each file says which under `redone`); then `--time` alone. Distil times with other runs sharing the 2 "
+     "cores (`benchmarks/train_time.py` times one alone). Both students read the "
      "teacher's contextual rows below 2,000 examples, the teacher trains with outlier exposure, the student keeps "
      "a tenth of the examples for its threshold. Sets with fewer than 3 seeds are still being run."),
     ("defaults", "Small bots: few-shot sets with the defaults of 2026-11-26",
