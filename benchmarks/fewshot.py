@@ -113,8 +113,9 @@ def run_set(name: str, args, overrides: dict) -> dict:
     work = (args.work / args.tag / name).resolve()
     files = prepare(name, args.data_dir, args.work.resolve())
     counts = {split: len(load_intent_examples(Path(path))) for split, path in files.items()}
+    hashes = {split: sha256_file(Path(path)) for split, path in files.items()}
     # DIET does not depend on the students' settings: one run per set serves every tag.
-    diet = earlier_diet(args.results, args.diet_from, name, files, counts) if args.diet_from else None
+    diet = earlier_diet(args.results, args.diet_from, name, counts, hashes) if args.diet_from else None
     students = distil(name, files, work, overrides, args.progress)
     if diet is None:
         trained = train_diet(name, files, (args.work / "diet" / name).resolve(), DIET_EPOCHS, splits=["test"])
@@ -131,11 +132,15 @@ def run_set(name: str, args, overrides: dict) -> dict:
     relative_to_teacher(models)
     return {
         "set": name, "tag": args.tag, "date": datetime.date.today().isoformat(),
-        "command": "python benchmarks/fewshot.py " + " ".join(sys.argv[1:]), "overrides": overrides,
+        "command": command_line(), "overrides": overrides,
         "versions": package_versions(), "work": str(work), "test": files["test"],
-        "data": counts, "data_sha256": {split: sha256_file(Path(path)) for split, path in files.items()},
+        "data": counts, "data_sha256": hashes,
         "transfer_set": students["bilstm"]["transfer_set"], "models": models,
     }
+
+
+def command_line() -> str:
+    return "python benchmarks/fewshot.py " + " ".join(sys.argv[1:])
 
 
 def student_block(metrics: dict, folder: Path) -> dict:
@@ -167,12 +172,11 @@ def redo_student(name: str, args, overrides: dict, kind: str) -> dict:
     metrics = distil(name, files, work, overrides, args.progress, (kind,), work / "bilstm" / "teacher")[kind]
     result["models"][kind] = student_block(metrics, work / kind / "student")
     relative_to_teacher(result["models"])
-    result.setdefault("redone", {})[kind] = {"date": datetime.date.today().isoformat(),
-                                            "command": "python benchmarks/fewshot.py " + " ".join(sys.argv[1:])}
+    result.setdefault("redone", {})[kind] = {"date": datetime.date.today().isoformat(), "command": command_line()}
     return result
 
 
-def earlier_diet(results_dir: Path, tag: str, name: str, files: Dict[str, str], counts: Dict[str, int]) -> dict:
+def earlier_diet(results_dir: Path, tag: str, name: str, counts: Dict[str, int], hashes: Dict[str, str]) -> dict:
     """DIET's block of ``tag``'s result of set ``name``, marked as taken from it. The set must be the same:
     as many examples, and the same files where that result recorded their hashes (older results did not;
     the sampler is deterministic and tested to be)."""
@@ -182,8 +186,8 @@ def earlier_diet(results_dir: Path, tag: str, name: str, files: Dict[str, str], 
     earlier = read_json(path)
     if earlier["data"] != counts:
         raise SystemExit(f"--diet-from {tag}: {path} was measured on {earlier['data']} examples, this set has {counts}")
-    if "data_sha256" in earlier and earlier["data_sha256"] != {split: sha256_file(Path(f)) for split, f in files.items()}:
-        raise SystemExit(f"--diet-from {tag}: {path} was measured on other files than {files}")
+    if "data_sha256" in earlier and earlier["data_sha256"] != hashes:
+        raise SystemExit(f"--diet-from {tag}: {path} was measured on other files (sha256 {earlier['data_sha256']}, here {hashes})")
     return {**{k: earlier["models"]["diet"][k] for k in ("accuracy", "size_bytes", "train_seconds", "archive")},
             "from_tag": tag, "from_date": earlier["date"]}
 
@@ -292,8 +296,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                 continue
             target = args.results / ("quick" if args.quick else "") / args.tag / f"{name}.json"
             if args.models in ("bilstm", "tinybert"):
-                write_json(target, redo_student(name, args, overrides, args.models))
-                print(f"{name} {args.models} test accuracy {100 * read_json(target)['models'][args.models]['accuracy']:.1f}", flush=True)
+                result = redo_student(name, args, overrides, args.models)
+                write_json(target, result)
+                print(f"{name} {args.models} test accuracy {100 * result['models'][args.models]['accuracy']:.1f}", flush=True)
                 continue
             if args.time:
                 if target.is_file():

@@ -84,20 +84,21 @@ def test_fewshot_takes_diet_from_an_earlier_run_of_the_same_set_only(tmp_path):
 
     train, test = tmp_path / "train.yml", tmp_path / "test.yml"
     train.write_text("a"), test.write_text("b")
-    files, counts = {"train": str(train), "test": str(test)}, {"train": 70, "test": 699}
+    counts = {"train": 70, "test": 699}
+    hashes = {"train": fewshot.sha256_file(train), "test": fewshot.sha256_file(test)}
     diet = {"accuracy": 0.89, "size_bytes": 10, "train_seconds": 60.0, "archive": "/gone/diet.tar.gz", "params": 5}
     (tmp_path / "old").mkdir()
     saved = {"set": "snips-10-s0", "date": "2026-11-26", "data": counts, "models": {"diet": diet}}
     (tmp_path / "old" / "snips-10-s0.json").write_text(json.dumps(saved))
 
-    taken = fewshot.earlier_diet(tmp_path, "old", "snips-10-s0", files, counts)
+    taken = fewshot.earlier_diet(tmp_path, "old", "snips-10-s0", counts, hashes)
     assert taken == {"accuracy": 0.89, "size_bytes": 10, "train_seconds": 60.0, "archive": "/gone/diet.tar.gz",
                      "from_tag": "old", "from_date": "2026-11-26"}
     with pytest.raises(SystemExit, match="70.*examples, this set has"):
-        fewshot.earlier_diet(tmp_path, "old", "snips-10-s0", files, {"train": 140, "test": 699})
+        fewshot.earlier_diet(tmp_path, "old", "snips-10-s0", {"train": 140, "test": 699}, hashes)
     with pytest.raises(SystemExit, match="does not exist"):
-        fewshot.earlier_diet(tmp_path, "old", "snips-20-s0", files, counts)
+        fewshot.earlier_diet(tmp_path, "old", "snips-20-s0", counts, hashes)
     saved["data_sha256"] = {"train": "0" * 64, "test": "1" * 64}
     (tmp_path / "old" / "snips-10-s0.json").write_text(json.dumps(saved))
     with pytest.raises(SystemExit, match="other files"):
-        fewshot.earlier_diet(tmp_path, "old", "snips-10-s0", files, counts)
+        fewshot.earlier_diet(tmp_path, "old", "snips-10-s0", counts, hashes)
