@@ -52,7 +52,7 @@ def tinybert_run(tmp_path_factory, tiny_data, tiny_bert_dir, bilstm_run):
     out = tmp_path_factory.mktemp("run") / "tinybert"
     # The teacher's input rows, not a small bot's contextual ones: this random 2-layer teacher, never pretrained,
     # folds every WordPiece onto its 3 intents (97% of the contextual rows' variance in 3 directions, against
-    # 73-88% in as many directions as intents for the MiniLM teachers of benchmarks/NOTES.md), which leaves
+    # 40-88% in as many directions as intents for the MiniLM teachers of benchmarks/NOTES.md), which leaves
     # a 16-wide tiny-BERT too little to tell words apart (24 of 36 training sentences right, 36 with input rows).
     config = tiny_distill_config(tiny_data, tiny_bert_dir, **{"student.type": "tinybert", "teacher.path": str(bilstm_run[0] / "teacher"),
                                                               "student.tinybert.embeddings": "teacher"})
