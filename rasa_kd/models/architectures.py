@@ -20,9 +20,6 @@ class BiLSTMSettings:
     hidden_units: int = setting(300, "LSTM units per direction", integer(1, 4096))
     dense_units: int = setting(400, "units of the ReLU layer", integer(1, 8192))
     dropout: float = setting(0.1, "dropout after the BiLSTM and the ReLU layer", number(0.0, 1.0, max_inclusive=False))
-    pooling: str = setting(
-        "last", "the sentence vector: last (the final states of both directions, Tang et al.) or max (each unit's largest "
-        "output over the sentence's tokens)", one_of("last", "max"))
     embeddings: Optional[str] = setting(
         None, "initial embeddings: teacher (the teacher's WordPiece rows), contextual (what the teacher's layers make of "
         "each WordPiece read alone) or random; null: contextual below 2,000 training examples, else teacher",

@@ -13,7 +13,6 @@ from rasa_kd.io_utils import atomic_write
 logger = logging.getLogger(__name__)
 
 PAD, UNK = 0, 1  # the student vocabulary's first ids
-MAX_POOL = "max_pool"  # the BiLSTM's layer taking each unit's maximum over the tokens (pooling: max)
 
 
 def use_checkpointable_dropout() -> None:
@@ -26,7 +25,7 @@ def use_checkpointable_dropout() -> None:
 
 
 def build_bilstm(settings, vocab_size: int, num_labels: int, embeddings: Optional[np.ndarray], embedding_dim: int):
-    """Embeddings -> stacked BiLSTM (final states of both directions, or each unit's maximum) -> ReLU layer -> logits."""
+    """Embeddings -> stacked BiLSTM (final states of both directions) -> ReLU layer -> logits."""
     import tensorflow as tf
 
     layers = tf.keras.layers
@@ -42,12 +41,8 @@ def build_bilstm(settings, vocab_size: int, num_labels: int, embeddings: Optiona
         )(ids)
         x = layers.Concatenate(name="channels")([x, static])
     for index in range(settings.layers):
-        last = index == settings.layers - 1 and settings.pooling == "last"
+        last = index == settings.layers - 1
         x = layers.Bidirectional(layers.LSTM(settings.hidden_units, return_sequences=not last), name=f"bilstm_{index}")(x)
-    if settings.pooling == "max":
-        # An LSTM's outputs lie in (-1, 1), so -1 at padding never wins over a token (NumpyBiLSTM does the same).
-        x = layers.Lambda(lambda states, mask: tf.reduce_max(tf.where(mask[:, :, None], states, -1.0), axis=1),
-                          name=MAX_POOL)(x)
     x = layers.Dropout(settings.dropout)(x)
     x = layers.Dense(settings.dense_units, activation="relu", name="dense")(x)
     x = layers.Dropout(settings.dropout)(x)

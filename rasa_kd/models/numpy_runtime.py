@@ -12,8 +12,6 @@ from typing import ContextManager, Optional
 
 import numpy as np
 
-from rasa_kd.models.networks import MAX_POOL
-
 try:  # exact GELU, as BERT's "gelu"
     from scipy.special import erf as _erf
 except ImportError:  # pragma: no cover - scipy comes with Rasa
@@ -94,7 +92,6 @@ class NumpyBiLSTM:
         eager = vocab if vocab * row_bytes <= self.TABLE_BYTES else min(eager_rows or 0, self.TABLE_BYTES // row_bytes, vocab)
         if eager:
             self._project(np.arange(eager))
-        self.max_pool = any(layer.name == MAX_POOL for layer in network.layers)
         self.dense_w, self.dense_b = get("dense").get_weights()
         self.out_w, self.out_b = get("logits").get_weights()
 
@@ -111,9 +108,7 @@ class NumpyBiLSTM:
             else:
                 inputs = self.embeddings[ids] if index == 0 else x
                 projected = _dense(inputs, kernel, bias)
-            x = self._bilstm(projected, keep, recurrent, last=index == len(self.layers) - 1 and not self.max_pool)
-        if self.max_pool:  # [batch, length, 2H] -> [batch, 2H]; -1 at padding, below any output, as in build_bilstm
-            x = (x if keep is None else np.where(keep[:, :, None], x, np.float32(-1.0))).max(axis=1)
+            x = self._bilstm(projected, keep, recurrent, last=index == len(self.layers) - 1)
         hidden = np.maximum(x @ self.dense_w + self.dense_b, 0.0)
         return hidden @ self.out_w + self.out_b
 
