@@ -5,7 +5,8 @@ run, scored on in-scope test messages and on out-of-scope ones, top confidence a
         --work runs/fewshot/defaults/example_bot --diet runs/fewshot/diet/example_bot/diet/models/diet.tar.gz \
         --test example_bot/tests/test_nlu.yml --out-of-scope example_bot/tests/out_of_scope.yml
 
-The threshold of each row keeps 95% of the in-scope answers of the test set itself (an oracle, the
+`--calibrate` gives students saved before `student.training.calibrate` the temperature their distillation would
+fit today. The threshold of each row keeps 95% of the in-scope answers of the test set itself (an oracle, the
 usual "recall at 95% in-scope kept"); ECE uses 15 equal-width bins. Results:
 benchmarks/results/confidence/NAME.json and .md.
 """
@@ -37,6 +38,17 @@ def diet_top(archive: Path, texts: List[str]) -> Tuple[List[Optional[str]], np.n
     return [p["intent"].get("name") for p in parsed], np.array([p["intent"].get("confidence") or 0.0 for p in parsed])
 
 
+def calibrate(student, teacher, config_file: Path) -> None:
+    """Set ``student.temperature`` as the distillation run of ``config_file`` fits it today (no file is written)."""
+    import tempfile
+
+    from rasa_kd.distill.config import load_config
+    from rasa_kd.distill.pipeline import Distillation
+
+    with tempfile.TemporaryDirectory() as scratch:  # the run's own folder keeps the config it was trained with
+        Distillation(load_config(config_file, {}), Path(scratch), progress=False).calibrate_student(student, teacher)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", required=True)
@@ -44,6 +56,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--diet", type=Path, help="DIET model archive trained on the same data")
     parser.add_argument("--test", type=Path, required=True)
     parser.add_argument("--out-of-scope", type=Path, required=True)
+    parser.add_argument("--calibrate", action="store_true",
+                        help="fit the temperature of a student saved without one (before student.training.calibrate) as "
+                             "its distillation now would, in memory, before scoring")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "confidence")
     args = parser.parse_args(argv)
 
@@ -60,11 +75,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     for kind in ("bilstm", "tinybert"):
         if (args.work / kind / "student").is_dir():
             models[kind] = lambda kind=kind: StudentModel.load(args.work / kind / "student")
+    teacher = None
     for name, load in models.items():
         model = load()
+        if name == "teacher":
+            teacher = model
+        elif args.calibrate and "calibration" not in model.record:
+            calibrate(model, teacher, args.work / name / "config.yml")
         predicted, top = top_intents(model, texts)
         _, out_top = top_intents(model, out_texts)
         rows[name] = confidence_scores(top, [p == g for p, g in zip(predicted, gold)], out_top)
+        if name != "teacher":
+            rows[name]["temperature"] = model.temperature
     if args.diet:
         predicted, top = diet_top(args.diet, texts)
         _, out_top = diet_top(args.diet, out_texts)

@@ -5,6 +5,7 @@ import pytest
 from rasa_kd.distill.confidence import (
     confidence_scores,
     expected_calibration_error,
+    fit_temperature,
     read_out_of_scope,
     threshold_keeping,
 )
@@ -80,3 +81,24 @@ def test_ece_agrees_with_sklearns_calibration_curve():
     counts = np.histogram(confidence, bins=np.linspace(0, 1, 16))[0]
     expected = np.sum(counts[counts > 0] / 500 * np.abs(accuracy - mean_confidence))
     assert expected_calibration_error(confidence, correct, bins=15) == pytest.approx(expected)
+
+
+def _cross_entropy(logits, targets, temperature):
+    scaled = logits / temperature
+    scaled = scaled - scaled.max(axis=1, keepdims=True)
+    return float(-(targets * (scaled - np.log(np.exp(scaled).sum(axis=1, keepdims=True)))).sum(axis=1).mean())
+
+
+def test_a_fitted_temperature_recovers_a_teachers_and_lowers_nll():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(scale=3.0, size=(200, 5))
+    teacher = np.exp(logits / 2.5) / np.exp(logits / 2.5).sum(axis=1, keepdims=True)
+    assert fit_temperature(logits, teacher) == pytest.approx(2.5, abs=1e-3)  # a student sharper than its teacher
+    # Gold labels drawn from softmax(logits / 0.5): the logits are underconfident, the NLL is lower at the fit.
+    gold = np.array([rng.choice(5, p=np.exp(row / 0.5) / np.exp(row / 0.5).sum()) for row in logits])
+    one_hot = np.eye(5)[gold]
+    fitted = fit_temperature(logits, one_hot)
+    assert 0.3 < fitted < 0.8
+    assert _cross_entropy(logits, one_hot, fitted) < _cross_entropy(logits, one_hot, 1.0) - 0.05
+    with pytest.raises(ValueError, match="same \\[examples, labels\\] shape"):
+        fit_temperature(logits, teacher[:10])

@@ -73,6 +73,13 @@ def test_the_fallback_threshold_is_picked_on_dev_and_recorded_with_the_student(b
     dev_texts = [t for examples in DEV_EXAMPLES.values() for t in examples]
     assert picked["split"] == "dev" and picked["messages"] == len(dev_texts) and picked["keep"] == 0.95
     student = StudentModel.load(out / "student")
+    # Calibrated to its teacher on dev and rule-made copies of it, before the threshold was picked.
+    calibration = record["calibration"]
+    assert calibration["fitted_on"] == "dev" and calibration["messages"] == len(dev_texts)
+    assert calibration["sentences"] == len(dev_texts) * (1 + pipeline.CALIBRATION_COPIES)
+    assert student.temperature == calibration["temperature"] != 1.0
+    ids = student.encode(dev_texts)
+    np.testing.assert_allclose(student.logits_of_ids(ids), student._network_logits(ids, 256) / student.temperature, rtol=1e-5)
     assert picked["threshold"] == pytest.approx(threshold_keeping(top_intents(student, dev_texts)[1], 0.95))
     # The evaluation applies the same threshold to test (not one picked on test itself).
     block = metrics["student"]["confidence"]
@@ -389,6 +396,14 @@ def test_an_out_of_scope_intent_no_example_has_is_named(tmp_path, data, tiny_ber
         pipeline.distill(config, tmp_path / "run", progress=False)
 
 
+def test_the_students_calibration_can_be_turned_off(tmp_path, data, tiny_bert_dir, bilstm_run):
+    config = tiny_config(data, tiny_bert_dir, **{"teacher.path": str(bilstm_run[0] / "teacher"), "student.training.epochs": 1,
+                                                 "student.training.calibrate": False})
+    pipeline.distill(config, tmp_path / "run", progress=False)
+    assert "calibration" not in json.loads((tmp_path / "run" / "student" / "student.json").read_text())
+    assert StudentModel.load(tmp_path / "run" / "student").temperature == 1.0
+
+
 def test_without_dev_the_students_threshold_is_picked_on_examples_kept_out_of_its_transfer_set(tmp_path, data, tiny_bert_dir, bilstm_run):
     from rasa_kd.distill.confidence import threshold_keeping, top_intents
 
@@ -405,6 +420,8 @@ def test_without_dev_the_students_threshold_is_picked_on_examples_kept_out_of_it
     assert not transfer_keys & {sentence_key(t) for t in kept_back}  # neither they nor their augmentations
     student = StudentModel.load(tmp_path / "run" / "student")
     assert picked["threshold"] == pytest.approx(threshold_keeping(top_intents(student, kept_back)[1], 0.95))
+    calibration = json.loads((tmp_path / "run" / "student" / "student.json").read_text())["calibration"]
+    assert calibration["fitted_on"] == pipeline.HOLDOUT_SPLIT and calibration["sentences"] == 3 * (1 + pipeline.CALIBRATION_COPIES)
     # Applied to test in the evaluation; the teacher, which trained on them, gets none.
     assert metrics["student"]["confidence"]["dev_threshold"]["split"] == pipeline.HOLDOUT_SPLIT
     assert "dev_threshold" not in metrics["teacher"]["confidence"]

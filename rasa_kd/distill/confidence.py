@@ -5,7 +5,8 @@ out-of-scope ones, with the top intent's confidence as the score (what Rasa's Fa
   correct answers and the mean confidence, weighted by the bin's share of messages;
 - AUROC of the top confidence, in-scope (positive) against out-of-scope messages (scikit-learn);
 - the threshold that keeps ``keep`` (95%) of in-scope answers, the share of out-of-scope messages
-  it catches, and the in-scope accuracy left when answers below it fall back.
+  it catches, and the in-scope accuracy left when answers below it fall back;
+- the temperature that makes one model's softmax match another's (a student's its teacher's) or gold labels.
 """
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -35,6 +36,24 @@ def expected_calibration_error(confidence: Sequence[float], correct: Sequence[bo
     counts = np.bincount(ids, minlength=bins)
     gaps = np.abs(np.bincount(ids, weights=correct, minlength=bins) - np.bincount(ids, weights=confidence, minlength=bins))
     return float(gaps.sum() / confidence.size) if counts.any() else 0.0
+
+
+def fit_temperature(logits: np.ndarray, targets: np.ndarray, bounds: tuple = (0.05, 20.0)) -> float:
+    """The T in ``bounds`` that minimises the mean cross-entropy of softmax(logits / T) against ``targets``
+    (rows of probabilities: a teacher's softmax, or one-hot gold labels, when it is the NLL)."""
+    from scipy.optimize import minimize_scalar
+
+    logits, targets = np.asarray(logits, dtype=np.float64), np.asarray(targets, dtype=np.float64)
+    if logits.shape != targets.shape or logits.ndim != 2 or not len(logits):
+        raise ValueError(f"logits {logits.shape} and targets {targets.shape} must be the same [examples, labels] shape")
+
+    def cross_entropy(temperature: float) -> float:
+        scaled = logits / temperature
+        scaled -= scaled.max(axis=1, keepdims=True)
+        log_probabilities = scaled - np.log(np.exp(scaled).sum(axis=1, keepdims=True))
+        return float(-(targets * log_probabilities).sum(axis=1).mean())
+
+    return float(minimize_scalar(cross_entropy, bounds=bounds, method="bounded", options={"xatol": 1e-4}).x)
 
 
 def threshold_keeping(in_scope_confidence: Sequence[float], keep: float = KEEP) -> float:

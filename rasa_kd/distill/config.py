@@ -133,6 +133,10 @@ class StudentTrainingSettings:
     alpha: float = setting(0.0, "weight of hard-label cross-entropy (on sentences with a gold intent); 1-alpha on the soft loss", number(0.0, 1.0))
     hidden_loss_weight: float = setting(0.0, "tiny-BERT: TinyBERT hidden-state MSE through a learned projection", number(0.0, 1e6))
     attention_loss_weight: float = setting(0.0, "tiny-BERT: TinyBERT attention-map MSE (head-averaged)", number(0.0, 1e6))
+    calibrate: bool = setting(
+        True, "after training, fit a temperature for the student's softmax so that its confidences on new sentences "
+        "match its teacher's: on dev (else the examples kept back for the threshold) and rule-made copies of them; a "
+        "student fitted by MSE on logits is less sure than its teacher on sentences it never saw", boolean())
     early_stopping_patience: int = setting(5, "epochs without a better dev score before stopping (0: never stop early)", integer(0, 10000))
     dev_metric: str = setting("accuracy", "dev score that picks model-best", one_of("accuracy", "micro_f1", "macro_f1", "mcc"))
     clip_norm: float = setting(1.0, "gradient clipping by global norm", number(0.0, 1e6, min_inclusive=False))

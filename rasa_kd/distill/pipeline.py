@@ -43,7 +43,22 @@ logger = logging.getLogger(__name__)
 
 STAGES = ("teacher", "augment", "label", "student", "evaluate")
 HOLDOUT_SPLIT = "training examples kept out of the transfer set"
+# Rule-made copies of each held-out sentence the student's temperature is fitted on (at most CALIBRATION_MAX):
+# a small bot keeps back 16-160 examples, too few on their own to fit a temperature on.
+CALIBRATION_COPIES, CALIBRATION_MAX = 20, 4000
 Examples = Tuple[List[str], List[str]]  # (texts, intents)
+
+
+def _rule_augmenter(teacher, rules, rng: np.random.Generator):
+    """Tang et al.'s rules over the teacher's vocabulary (neighbour swaps from its embeddings when enabled)."""
+    from rasa_kd.distill.augment import RuleAugmenter, WordNeighbours
+
+    neighbours = None
+    if rules.replace_prob:
+        lowercase = bool(getattr(teacher.tokenizer, "do_lower_case", True))
+        neighbours = WordNeighbours(teacher.tokenizer.get_vocab(), teacher.model.get_input_embeddings().weight.numpy(),
+                                    rules.neighbours, lowercase)
+    return RuleAugmenter(rules, neighbours, rng)
 
 
 @dataclasses.dataclass
@@ -233,7 +248,6 @@ class Distillation:
         return self._transfer
 
     def _augment_stage(self):
-        from rasa_kd.distill.augment import RuleAugmenter, WordNeighbours
         from rasa_kd.distill.confidence import read_out_of_scope
         from rasa_kd.distill.outliers import STUDENT_WORDS, OutlierMaker
         from rasa_kd.distill.transfer_set import TransferSet, build_transfer_set, transfer_set_target
@@ -258,11 +272,7 @@ class Distillation:
         rng = np.random.default_rng(ts_settings.random_seed)
         rules = None
         if "rules" in ts_settings.augmentation:
-            vocab = teacher.tokenizer.get_vocab()
-            embeddings = teacher.model.get_input_embeddings().weight.numpy()
-            lowercase = bool(getattr(teacher.tokenizer, "do_lower_case", True))
-            neighbours = WordNeighbours(vocab, embeddings, ts_settings.rules.neighbours, lowercase) if ts_settings.rules.replace_prob else None
-            rules = RuleAugmenter(ts_settings.rules, neighbours, rng)
+            rules = _rule_augmenter(teacher, ts_settings.rules, rng)
         gpt2 = _gpt2_generator(ts_settings, train[0], self.progress) if "gpt2" in ts_settings.augmentation else None
         outliers = None
         if ts_settings.outliers:
@@ -428,6 +438,10 @@ class Distillation:
         extra = {"training": {
             "best_epoch": result.best_epoch, f"dev_{result.dev_metric}": result.best_score,
             "epochs_run": len(result.epochs), "stopped_early": result.stopped_early, "seconds": round(result.seconds, 1)}}
+        if training.calibrate:
+            calibration = self.calibrate_student(student, teacher)
+            if calibration:
+                extra["calibration"] = calibration
         picked = self._student_threshold(student)
         if picked:
             extra["fallback_threshold"] = picked
@@ -447,6 +461,30 @@ class Distillation:
         tokens = token_shards(self.transfer_file(), teacher, arch_settings.max_seq_length, uses_special_tokens(self.config.student.type),
                               self.config.labelling.shard_size, self.run.cache(self.config), self.progress, transfer_sha256)
         return ShardStream(tokens, logits_folder, len(teacher.labels), batch_size)
+
+    def calibrate_student(self, student, teacher) -> Optional[dict]:
+        """Set ``student.temperature`` so its softmax matches its teacher's on sentences it never trained on: dev,
+        else the examples kept back for the threshold, each with up to CALIBRATION_COPIES rule-made copies.
+        None (temperature 1) when there are no such sentences."""
+        from rasa_kd.distill import confidence as conf
+        from rasa_kd.models.predictions import softmax
+
+        split = "dev" if "dev" in self.splits else HOLDOUT_SPLIT
+        texts = self.splits["dev"][0] if "dev" in self.splits else [self.splits["train"][0][i] for i in self._threshold_holdout()]
+        if not texts:
+            logger.info("student: no held-out sentences to calibrate on; temperature 1")
+            return None
+        settings = self.config.transfer_set
+        rng = np.random.default_rng(settings.random_seed + 3)
+        augmenter = _rule_augmenter(teacher, settings.rules, rng)
+        copies = min(CALIBRATION_COPIES * len(texts), CALIBRATION_MAX)
+        sentences = list(texts) + [augmenter(texts[i]) for i in rng.integers(0, len(texts), size=copies)]
+        student.temperature = 1.0
+        temperature = conf.fit_temperature(student.logits(sentences), softmax(teacher.logits(sentences)))
+        student.temperature = temperature
+        logger.info("student: temperature %.3f matches its confidences to the teacher's on %d sentences (%s and copies)",
+                    temperature, len(sentences), split)
+        return {"temperature": temperature, "fitted_on": split, "messages": len(texts), "sentences": len(sentences)}
 
     def _student_threshold(self, student) -> Optional[dict]:
         """The student's threshold keeping 95% of its answers on dev, else on the examples kept out of its

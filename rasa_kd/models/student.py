@@ -226,6 +226,8 @@ class StudentModel:
         self.labels = list(labels)
         self.architecture = dict(architecture)
         self.record = record or {}
+        # Logits are divided by it, so confidences on new sentences match the teacher's (fitted after training).
+        self.temperature = float(self.record.get("calibration", {}).get("temperature", 1.0))
         self.extension_source = None  # set by new_student when the vocabulary is to be extended after training
         self._numpy = None  # set by use_numpy(): a copy of the weights, for serving
         self.blas_threads: Optional[int] = None  # NumPy path: at most this many BLAS threads (None: no limit)
@@ -283,6 +285,11 @@ class StudentModel:
         return self.logits_of_ids(self.encode(texts), batch_size)
 
     def logits_of_ids(self, ids: Sequence[Sequence[int]], batch_size: int = 256) -> np.ndarray:
+        """The network's logits divided by the student's temperature (1 until calibrated)."""
+        logits = self._network_logits(ids, batch_size)
+        return logits if self.temperature == 1.0 else logits / np.float32(self.temperature)
+
+    def _network_logits(self, ids: Sequence[Sequence[int]], batch_size: int) -> np.ndarray:
         from rasa_kd.models.numpy_runtime import limit_blas_threads
 
         if len(ids) == 1 and self._numpy is not None:  # serving: one message, no padding
