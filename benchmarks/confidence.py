@@ -55,7 +55,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--work", type=Path, required=True, help="a fewshot.py set folder (bilstm/, tinybert/)")
     parser.add_argument("--diet", type=Path, help="DIET model archive trained on the same data")
     parser.add_argument("--test", type=Path, required=True)
-    parser.add_argument("--out-of-scope", type=Path, required=True)
+    parser.add_argument("--out-of-scope", type=Path, help="out-of-scope messages (without: calibration only)")
     parser.add_argument("--calibrate", action="store_true",
                         help="fit the temperature of a student saved without one (before student.training.calibrate) as "
                              "its distillation now would, in memory, before scoring")
@@ -69,7 +69,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     pairs = load_intent_examples(args.test)
     texts, gold = [t for t, _ in pairs], [i for _, i in pairs]
-    out_texts = read_out_of_scope(args.out_of_scope)
+    out_texts = read_out_of_scope(args.out_of_scope) if args.out_of_scope else []
     rows = {}
     models = {"teacher": lambda: Teacher.load(args.work / "bilstm" / "teacher")}
     for kind in ("bilstm", "tinybert"):
@@ -83,24 +83,27 @@ def main(argv: Optional[List[str]] = None) -> int:
         elif args.calibrate and "calibration" not in model.record:
             calibrate(model, teacher, args.work / name / "config.yml")
         predicted, top = top_intents(model, texts)
-        _, out_top = top_intents(model, out_texts)
+        out_top = top_intents(model, out_texts)[1] if out_texts else None
         rows[name] = confidence_scores(top, [p == g for p, g in zip(predicted, gold)], out_top)
         if name != "teacher":
             rows[name]["temperature"] = model.temperature
     if args.diet:
         predicted, top = diet_top(args.diet, texts)
-        _, out_top = diet_top(args.diet, out_texts)
+        out_top = diet_top(args.diet, out_texts)[1] if out_texts else None
         rows["diet"] = confidence_scores(top, [p == g for p, g in zip(predicted, gold)], out_top)
     args.results.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/confidence.py " + " ".join(sys.argv[1:] if argv is None else argv)
     write_json(args.results / f"{args.name}.json", {"name": args.name, "date": datetime.date.today().isoformat(),
                                                       "command": command, "rows": rows})
     lines = [f"# Confidence on {args.name} ({datetime.date.today().isoformat()})", "", f"`{command}`", "",
-             "| model | in-scope accuracy | ECE | AUROC in vs out | threshold keeping 95% | out of scope caught | "
-             "in-scope accuracy at threshold |", "|---|---|---|---|---|---|---|"]
+             "| model | in-scope accuracy | mean confidence | ECE | temperature | AUROC in vs out | threshold keeping 95% | "
+             "out of scope caught | in-scope accuracy at threshold |", "|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
-        lines.append(f"| {name} | {100 * r['accuracy']:.1f} | {r['ece']:.3f} | {r['auroc']:.3f} | {r['threshold']:.2f} | "
-                     f"{100 * r['out_of_scope_recall']:.1f}% | {100 * r['in_scope_accuracy_at_threshold']:.1f} |")
+        auroc = "-" if r["auroc"] is None else f"{r['auroc']:.3f}"
+        caught = "-" if r["out_of_scope_recall"] is None else f"{100 * r['out_of_scope_recall']:.1f}%"
+        temperature = "-" if "temperature" not in r else f"{r['temperature']:.3f}"
+        lines.append(f"| {name} | {100 * r['accuracy']:.1f} | {r['mean_confidence']:.3f} | {r['ece']:.3f} | {temperature} | {auroc} | "
+                     f"{r['threshold']:.2f} | {caught} | {100 * r['in_scope_accuracy_at_threshold']:.1f} |")
     text = "\n".join(lines) + "\n"
     write_text(args.results / f"{args.name}.md", text)
     print(text)
