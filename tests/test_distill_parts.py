@@ -235,7 +235,9 @@ def test_the_transfer_set_size_has_a_floor_for_small_bots(training, settings, ta
     (600, 50000, False, 4),
     (300, 4000, False, 30),      # a transfer set made small on purpose: capped
     (999, 20000, False, 10),
-    (2280, 22800, False, 9),     # no dev set: every epoch runs, so the budget holds whatever the size
+    (1000, 20000, False, 20),    # from 1,000 examples without a dev set: 400,000 sentence passes
+    (2280, 22800, False, 18),    # no dev set: every epoch runs, so the budget holds whatever the size
+    (20000, 200000, False, 2),
     (1000, 40000, True, 30),     # from 1,000 examples with a dev set: 30 at most, early stopping picks the best
     (67000, 134000, True, 30),
 ])

@@ -24,8 +24,11 @@ from rasa_kd.settings import (
 from rasa_kd.models.architectures import BiLSTMSettings, TinyBertSettings
 from rasa_kd.models.teacher import SMALL_DATA, TeacherSettings
 
-# Below SMALL_DATA training examples, or without a dev set, the student's epochs make about this many sentence passes.
+# Below SMALL_DATA training examples, or without a dev set, the student's epochs make about this many sentence
+# passes: a budget that keeps a 600-example bot's `rasa train` near 5 minutes. Without a dev set from SMALL_DATA
+# examples up (few-shot Sara, 20 and 40 an intent), twice as many gained 0.2-1.2 points (benchmarks/NOTES.md).
 SMALL_DATA_STUDENT_SENTENCES = 200_000
+LARGER_DATA_STUDENT_SENTENCES = 400_000
 
 
 @dataclass
@@ -122,8 +125,8 @@ class LabellingSettings:
 class StudentTrainingSettings:
     epochs: Optional[int] = setting(
         None, "passes over the transfer set at most; null: 30 when there is a dev set to stop early on and 1,000 "
-        "training examples or more; else (a small bot, or no dev set) enough for 200,000 sentences (10 over 20,000), "
-        "30 at most", optional_integer(1, 10000))
+        "training examples or more; else enough for 200,000 sentences (10 over 20,000) below 1,000 examples, 400,000 "
+        "from 1,000 up, 30 at most", optional_integer(1, 10000))
     batch_size: int = setting(64, "sentences per step", integer(1, 65536))
     learning_rate: float = setting(1e-3, "peak Adam learning rate", number(0.0, 1.0, min_inclusive=False))
     schedule: str = setting("linear", "learning rate after warm-up: linear decay to 0, cosine, or constant", one_of("linear", "cosine", "constant"))
@@ -147,14 +150,16 @@ class StudentTrainingSettings:
 
         With a dev set and enough data, early stopping picks the best of 30 epochs. A small bot's dev set
         (if any) is too small to stop on, and without one every epoch runs: a fixed budget of sentence
-        passes keeps the minutes bounded. Measured on few-shot Sara (benchmarks/NOTES.md): 10 epochs of
-        20,000 sentences beat 30 epochs of 5,700.
+        passes keeps the minutes bounded, twice as large from 1,000 examples up. Measured on few-shot Sara
+        (benchmarks/NOTES.md): 10 epochs of 20,000 sentences beat 30 epochs of 5,700; 20 beat 10 at 20 and 40
+        examples an intent.
         """
         if self.epochs is not None:
             return self
         if dev and training_examples >= SMALL_DATA:
             return dataclasses.replace(self, epochs=30)
-        epochs = min(30, max(1, math.ceil(SMALL_DATA_STUDENT_SENTENCES / max(1, transfer_sentences))))
+        budget = SMALL_DATA_STUDENT_SENTENCES if training_examples < SMALL_DATA else LARGER_DATA_STUDENT_SENTENCES
+        epochs = min(30, max(1, math.ceil(budget / max(1, transfer_sentences))))
         return dataclasses.replace(self, epochs=epochs)
 
 
