@@ -464,8 +464,8 @@ class Distillation:
 
     def calibrate_student(self, student, teacher) -> Optional[dict]:
         """Set ``student.temperature`` so its softmax matches its teacher's on sentences it never trained on: dev,
-        else the examples kept back for the threshold, each with up to CALIBRATION_COPIES rule-made copies.
-        None (temperature 1) when there are no such sentences."""
+        else the examples kept back for the threshold, and CALIBRATION_COPIES rule-made copies per sentence drawn
+        among them (at most CALIBRATION_MAX). None (temperature 1) when there are no such sentences."""
         from rasa_kd.distill import confidence as conf
         from rasa_kd.models.predictions import softmax
 
