@@ -174,7 +174,9 @@ FEWSHOT_TABLES = [
      "`.venv/bin/python benchmarks/fewshot.py --tag d1127 --diet-from defaults` (DIET's scores taken from the "
      "`defaults` runs below: DIET does not depend on rasa-kd's settings), the tiny-BERT of the first eight sets "
      "distilled again from its contextual rows (`--models tinybert`, or the quick runs of benchmarks/NOTES.md's fifth "
-     "round: each file says which under `redone`); then `--time` alone. Distil times with other runs sharing the 2 "
+     "round: each file says which under `redone`), the BiLSTM of Sara-20/40 seeds 0/1 at 20 epochs (the default "
+     "from 1,000 examples without dev since the evening: `--models bilstm`, or the sixth round's quick runs); then "
+     "`--time` alone. The students' temperature changes no accuracy. Distil times with other runs sharing the 2 "
      "cores (`benchmarks/train_time.py` times one alone). Both students read the "
      "teacher's contextual rows below 2,000 examples, the teacher trains with outlier exposure, the student keeps "
      "a tenth of the examples for its threshold. Sets with fewer than 3 seeds are still being run."),
