@@ -469,8 +469,7 @@ class Distillation:
         from rasa_kd.distill import confidence as conf
         from rasa_kd.models.predictions import softmax
 
-        split = "dev" if "dev" in self.splits else HOLDOUT_SPLIT
-        texts = self.splits["dev"][0] if "dev" in self.splits else [self.splits["train"][0][i] for i in self._threshold_holdout()]
+        split, texts = self._student_held_out()
         if not texts:
             logger.info("student: no held-out sentences to calibrate on; temperature 1")
             return None
@@ -491,13 +490,15 @@ class Distillation:
         transfer set; None without either."""
         from rasa_kd.distill import confidence as conf
 
+        split, texts = self._student_held_out()
+        return conf.held_out_threshold(conf.top_intents(student, texts)[1], split) if texts else None
+
+    def _student_held_out(self) -> Tuple[str, List[str]]:
+        """The sentences the student never trained on, and their split's name: dev, else the examples kept out
+        of its transfer set (possibly none)."""
         if "dev" in self.splits:
-            return self._dev_threshold(student)
-        kept_back = self._threshold_holdout()
-        if not kept_back:
-            return None
-        texts = [self.splits["train"][0][i] for i in kept_back]
-        return conf.held_out_threshold(conf.top_intents(student, texts)[1], HOLDOUT_SPLIT)
+            return "dev", self.splits["dev"][0]
+        return HOLDOUT_SPLIT, [self.splits["train"][0][i] for i in self._threshold_holdout()]
 
     def _dev_threshold(self, model) -> dict:
         """The threshold that keeps 95% of ``model``'s answers on the dev split (held out from training)."""
