@@ -426,3 +426,14 @@ def test_without_dev_the_students_threshold_is_picked_on_examples_kept_out_of_it
     assert metrics["student"]["confidence"]["dev_threshold"]["split"] == pipeline.HOLDOUT_SPLIT
     assert "dev_threshold" not in metrics["teacher"]["confidence"]
     assert "kept out of the transfer set (3)" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_reading_a_run_leaves_its_config_as_the_run_wrote_it(bilstm_run, data, tiny_bert_dir):
+    out = bilstm_run[0]
+    written = (out / "config.yml").read_bytes()
+    # Another config (other epochs) on the same folder, only read from: its splits and a calibration.
+    other = tiny_config(data, tiny_bert_dir, **{"student.training.epochs": 3})
+    run = pipeline.Distillation(other, out, progress=False)
+    assert run.splits["train"][0]
+    run.calibrate_student(StudentModel.load(out / "student"), Teacher.load(out / "teacher"))
+    assert (out / "config.yml").read_bytes() == written

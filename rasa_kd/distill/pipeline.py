@@ -135,9 +135,8 @@ class Distillation:
         self._splits = {name: (list(texts), list(intents)) for name, (texts, intents) in splits.items()} if splits else None
         self._in_scope: Optional[Dict[str, Examples]] = None
         self._teacher = self._transfer = self._labelling = self._student = self._file = None
+        self._config_saved = False
         self.run.root.mkdir(parents=True, exist_ok=True)
-        if self.chief:
-            save_config(self.config, self.run.config)
 
     @property
     def _all_splits(self) -> Dict[str, Examples]:
@@ -613,6 +612,11 @@ class Distillation:
         if self.config.compute.strategy == "multi_worker" and stage not in ("teacher", "label", "student"):
             raise ConfigError(f"'compute.strategy: multi_worker' runs the teacher, label and student stages on every worker; "
                               f"run the {stage} stage on one machine (strategy one_device or mirrored) (docs/scaling.md)")
+        # Saved when a stage runs, not when the object is built: reading a run (its splits, its student's
+        # temperature) must not rewrite the config its outputs were made with.
+        if self.chief and not self._config_saved:
+            save_config(self.config, self.run.config)
+            self._config_saved = True
         return {"teacher": self.teacher, "augment": self.transfer_set, "label": self.labelling,
                 "student": self.student, "evaluate": self.evaluate}[stage]()
 
