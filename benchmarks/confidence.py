@@ -96,13 +96,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     write_json(args.results / f"{args.name}.json", {"name": args.name, "date": datetime.date.today().isoformat(),
                                                       "command": command, "rows": rows})
     lines = [f"# Confidence on {args.name} ({datetime.date.today().isoformat()})", "", f"`{command}`", "",
-             "| model | in-scope accuracy | mean confidence | ECE | temperature | AUROC in vs out | threshold keeping 95% | "
-             "out of scope caught | in-scope accuracy at threshold |", "|---|---|---|---|---|---|---|---|---|"]
+             "| model | in-scope accuracy | mean confidence | ECE | a calibrated model's ECE (mean / 95th pct.) | temperature | AUROC in vs out | threshold keeping 95% | "
+             "out of scope caught | in-scope accuracy at threshold |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
         auroc = "-" if r["auroc"] is None else f"{r['auroc']:.3f}"
         caught = "-" if r["out_of_scope_recall"] is None else f"{100 * r['out_of_scope_recall']:.1f}%"
         temperature = "-" if "temperature" not in r else f"{r['temperature']:.3f}"
-        lines.append(f"| {name} | {100 * r['accuracy']:.1f} | {r['mean_confidence']:.3f} | {r['ece']:.3f} | {temperature} | {auroc} | "
+        floor = f"{r['ece_if_calibrated']['mean']:.3f} / {r['ece_if_calibrated']['p95']:.3f}"
+        lines.append(f"| {name} | {100 * r['accuracy']:.1f} | {r['mean_confidence']:.3f} | {r['ece']:.3f} | {floor} | {temperature} | {auroc} | "
                      f"{r['threshold']:.2f} | {caught} | {100 * r['in_scope_accuracy_at_threshold']:.1f} |")
     text = "\n".join(lines) + "\n"
     write_text(args.results / f"{args.name}.md", text)

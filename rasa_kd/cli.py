@@ -141,7 +141,9 @@ def _print_metrics(metrics: dict) -> None:
     for name in ("teacher", "student"):
         c = metrics[name].get("confidence")
         if c:
-            line = (f"{name} confidence on {c['split']}: ECE {c['ece']:.3f}; threshold keeping 95% of in-scope answers "
+            floor = (f" (a calibrated model's on as many messages: up to {c['ece_if_calibrated']['p95']:.3f})"
+                     if c.get("ece_if_calibrated") else "")
+            line = (f"{name} confidence on {c['split']}: ECE {c['ece']:.3f}{floor}; threshold keeping 95% of in-scope answers "
                     f"{c['threshold']:.2f}")
             if c["auroc"] is not None:
                 line += f"; out of scope: AUROC {c['auroc']:.3f}, {100 * c['out_of_scope_recall']:.1f}% caught"

@@ -4,6 +4,7 @@ import pytest
 
 from rasa_kd.distill.confidence import (
     confidence_scores,
+    ece_if_calibrated,
     expected_calibration_error,
     fit_temperature,
     read_out_of_scope,
@@ -25,6 +26,17 @@ def test_ece_is_zero_when_confidence_matches_accuracy_and_one_when_always_wrong(
     assert expected_calibration_error([1.0] * 3, [False] * 3) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="3 confidences but 2"):
         expected_calibration_error([0.1, 0.2, 0.3], [True, False])
+
+
+def test_a_calibrated_models_ece_floor_shrinks_with_the_test_set():
+    # Certain answers are always right: no floor. At confidence 0.5 in one bin the ECE is |k/n - 0.5| with
+    # k ~ Binomial(n, 0.5), whose mean is about 0.5 * sqrt(2 / (pi n)): 0.040 for 100 messages, 0.010 for 1,600.
+    assert ece_if_calibrated([1.0] * 50) == {"mean": 0.0, "p95": 0.0}
+    small, large = ece_if_calibrated([0.5] * 100), ece_if_calibrated([0.5] * 1600)
+    assert small["mean"] == pytest.approx(0.5 * np.sqrt(2 / (np.pi * 100)), rel=0.15)
+    assert large["mean"] == pytest.approx(0.5 * np.sqrt(2 / (np.pi * 1600)), rel=0.15)
+    assert small["p95"] > small["mean"] and ece_if_calibrated([0.5] * 100) == small  # seeded: the same every time
+    assert confidence_scores([0.5] * 100, [True, False] * 50)["ece_if_calibrated"] == small
 
 
 def test_the_threshold_keeps_95_percent_of_in_scope_answers():

@@ -59,6 +59,7 @@ def test_distill_writes_every_output(bilstm_run):
     assert saved["ratios"]["params"] == pytest.approx(metrics["teacher"]["params"] / metrics["student"]["params"])
     report = (out / "report.md").read_text()
     assert "| student | test (9) |" in report and "![Training curves](plots/training.png)" in report
+    assert "a perfectly calibrated model with the same confidences shows on 9 messages" in report
     resolved = yaml.safe_load((out / "config.yml").read_text())
     assert resolved["student"]["training"]["epochs"] == 12 and Path(resolved["data"]["train"]).is_absolute()
 

@@ -170,14 +170,17 @@ def _confidence_section(teacher: dict, student: dict) -> List[str]:
     lines = ["## Confidence: can a fallback threshold trust it?", "",
              f"Top confidence on {split} (in scope) and on the out-of-scope file, if one was given. The threshold keeps "
              f"95% of in-scope answers on {split} itself (an oracle: pick yours on held-out data); below it an answer "
-             "falls back, and counts as wrong in the in-scope accuracy at the threshold.", "",
-             "| model | ECE | mean confidence | accuracy | threshold | in-scope accuracy at threshold | out-of-scope AUROC | "
+             "falls back, and counts as wrong in the in-scope accuracy at the threshold. In brackets after the ECE: "
+             f"the 95th percentile of the ECE a perfectly calibrated model with the same confidences shows on "
+             f"{blocks[0][1]['in_scope_examples']} messages; an ECE below it is within sampling noise.", "",
+             "| model | ECE (calibrated model's) | mean confidence | accuracy | threshold | in-scope accuracy at threshold | out-of-scope AUROC | "
              "out of scope caught | mean out-of-scope confidence |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, c in blocks:
         auroc = "-" if c["auroc"] is None else f"{c['auroc']:.3f}"
         out_mean = "-" if c["out_of_scope_mean_confidence"] is None else f"{c['out_of_scope_mean_confidence']:.2f}"
-        lines.append(f"| {name} | {c['ece']:.3f} | {c['mean_confidence']:.2f} | {_pct(c['accuracy'])} | {c['threshold']:.2f} | "
+        floor = f" ({c['ece_if_calibrated']['p95']:.3f})" if c.get("ece_if_calibrated") else ""
+        lines.append(f"| {name} | {c['ece']:.3f}{floor} | {c['mean_confidence']:.2f} | {_pct(c['accuracy'])} | {c['threshold']:.2f} | "
                      f"{_pct(c['in_scope_accuracy_at_threshold'])} | {auroc} | {_pct(c['out_of_scope_recall'])} "
                      f"({c['out_of_scope_examples']}) | {out_mean} |")
     lines.append("")
