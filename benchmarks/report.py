@@ -175,11 +175,12 @@ FEWSHOT_TABLES = [
      "`defaults` runs below: DIET does not depend on rasa-kd's settings), the tiny-BERT of the first eight sets "
      "distilled again from its contextual rows (`--models tinybert`, or the quick runs of benchmarks/NOTES.md's fifth "
      "round: each file says which under `redone`), both students of Sara-20/40 seeds 0/1 at 20 epochs (the default "
-     "from 1,000 examples without dev since the evening: `--models`, or the sixth round's quick runs); then "
-     "`--time` alone. The students' temperature changes no accuracy. Distil times with other runs sharing the 2 "
-     "cores (`benchmarks/train_time.py` times one alone). Both students read the "
-     "teacher's contextual rows below 2,000 examples, the teacher trains with outlier exposure, the student keeps "
-     "a tenth of the examples for its threshold. Sets with fewer than 3 seeds are still being run."),
+     "from 1,000 examples without dev since the evening: `--models`, or the sixth round's quick runs; seed 2 of "
+     "Sara-20/40 run with them by `--skip-done --sets sara-20-s2 sara-40-s2`); then `--time` alone. The students' "
+     "temperature changes no accuracy. Distil times mostly with other runs sharing the 2 cores (Sara-20/40 seed 2 "
+     "alone: 9.2 and 8.1 min for the BiLSTM; `benchmarks/train_time.py` times `rasa train` alone). Both students "
+     "read the teacher's contextual rows below 2,000 examples, the teacher trains with outlier exposure, the "
+     "student keeps a tenth of the examples for its threshold."),
     ("defaults", "Small bots: few-shot sets with the defaults of 2026-11-26",
      "`.venv/bin/python benchmarks/fewshot.py`, then `--time` alone, then `--report`. Before outlier exposure (most "
      "sets) and the students' contextual rows: benchmarks/NOTES.md has the rounds in between."),
