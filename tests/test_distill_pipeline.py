@@ -438,3 +438,14 @@ def test_reading_a_run_leaves_its_config_as_the_run_wrote_it(bilstm_run, data, t
     assert run.splits["train"][0]
     run.calibrate_student(StudentModel.load(out / "student"), Teacher.load(out / "teacher"))
     assert (out / "config.yml").read_bytes() == written
+
+
+def test_label_smoothing_retrains_the_teacher_and_off_keeps_earlier_runs_fingerprints(data, tiny_bert_dir, tmp_path, monkeypatch):
+    hashed = []
+    monkeypatch.setattr(pipeline, "fingerprint", lambda parts: hashed.append(parts) or str(len(hashed)))
+    for smoothing in (0.0, 0.1):
+        config = tiny_config(data, tiny_bert_dir, **{"teacher.label_smoothing": smoothing})
+        pipeline.Distillation(config, tmp_path / str(smoothing), progress=False)._teacher_inputs()
+    off, on = (parts[1] for parts in hashed)
+    assert "label_smoothing" not in off and on["label_smoothing"] == 0.1  # off: hashed as before the setting existed
+    assert {k: v for k, v in on.items() if k != "label_smoothing"} == off

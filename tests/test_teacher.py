@@ -205,3 +205,19 @@ def test_a_schedule_given_explicitly_is_kept():
     assert TeacherSettings(batch_size=64).for_examples(2000).epochs == 10
     assert TeacherSettings(train_embeddings=True).for_examples(100).train_embeddings is True
     assert TeacherSettings(train_embeddings=False).for_examples(5000).train_embeddings is False
+
+
+def test_label_smoothing_caps_the_teachers_confidence_on_what_it_learnt(tiny_bert_dir):
+    texts, intents = intent_pairs()
+    # The fast settings of tests/test_outliers.py, without outliers. With 3 intents and 0.3 smoothing the best
+    # target is 0.7 + 0.3 / 3 = 0.8 on the gold intent, where plain cross-entropy pushes towards 1.
+    fast = dict(model=str(tiny_bert_dir), epochs=25, batch_size=8, learning_rate=5e-3, warmup_ratio=0.0, max_seq_length=16,
+                train_embeddings=True, outliers=0.0)
+    top = {}
+    for smoothing in (0.0, 0.3):
+        teacher, _ = fine_tune_teacher(texts, intents, TeacherSettings(label_smoothing=smoothing, **fast), progress=False)
+        logits = teacher.logits(texts)
+        assert np.mean([teacher.labels[p] == g for p, g in zip(logits.argmax(axis=1), intents)]) >= 0.9
+        probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+        top[smoothing] = (probabilities / probabilities.sum(axis=1, keepdims=True)).max(axis=1).mean()
+    assert top[0.0] > 0.9 and 0.7 < top[0.3] < 0.88, top

@@ -185,6 +185,8 @@ class Distillation:
     def _teacher_inputs(self) -> str:
         settings = dataclasses.asdict(self.config.teacher)
         source = settings.pop("path")
+        if not settings["label_smoothing"]:  # off: the fingerprint of runs made before the setting existed
+            settings.pop("label_smoothing")
         if source:
             source_print = sha256_file(source) if Path(source).is_file() else str(Path(source).resolve())
             return fingerprint(["reuse", source_print])

@@ -40,7 +40,8 @@ class TeacherTrainer(Trainer):
             weight_decay_rate=settings.weight_decay,
         )
         self.optimizer = acceleration.optimizer(optimizer)
-        self.step_fn = _cross_entropy_step(teacher.model, self.optimizer, settings.outlier_weight, acceleration.jit_compile(self.strategy))
+        self.step_fn = _cross_entropy_step(teacher.model, self.optimizer, settings.outlier_weight, settings.label_smoothing,
+                                           acceleration.jit_compile(self.strategy))
 
     def step_arrays(self, batch: np.ndarray) -> tuple:
         input_ids, mask = bert.pad([self.ids[i] for i in batch], self.teacher.tokenizer.pad_token_id)
@@ -133,9 +134,11 @@ def split_out_of_scope(texts: Sequence[str], intents: Sequence[str], settings: T
     return [t for t, _ in kept], [i for _, i in kept], outliers
 
 
-def _cross_entropy_step(model, optimizer, outlier_weight: float, jit_compile: Optional[bool] = None):
-    """One AdamW step: cross-entropy on the gold intent; target -1 (out of scope) is cross-entropy to the uniform
-    distribution, ``logsumexp(logits) - mean(logits)``, times ``outlier_weight``."""
+def _cross_entropy_step(model, optimizer, outlier_weight: float, label_smoothing: float = 0.0,
+                        jit_compile: Optional[bool] = None):
+    """One AdamW step: cross-entropy on the gold intent, smoothed (``label_smoothing`` of the target spread over every
+    intent); target -1 (out of scope) is cross-entropy to the uniform distribution, ``logsumexp(logits) -
+    mean(logits)``, times ``outlier_weight``."""
     import tensorflow as tf
 
     spec = tf.TensorSpec([None, None], tf.int32)
@@ -154,6 +157,7 @@ def _cross_entropy_step(model, optimizer, outlier_weight: float, jit_compile: Op
             in_scope = targets >= 0
             gold = tf.keras.losses.sparse_categorical_crossentropy(tf.maximum(targets, 0), logits, from_logits=True)
             uniform = tf.reduce_logsumexp(logits, axis=-1) - tf.reduce_mean(logits, axis=-1)
+            gold = (1.0 - label_smoothing) * gold + label_smoothing * uniform
             loss = tf.reduce_mean(tf.where(in_scope, gold, outlier_weight * uniform)) * scale
             scaled = scaled_loss(optimizer, loss)
         gradients = summed_gradients(unscaled_gradients(optimizer, tape.gradient(scaled, model.trainable_variables)))
