@@ -40,13 +40,11 @@ def diet_top(archive: Path, texts: List[str]) -> Tuple[List[Optional[str]], np.n
 
 def calibrate(student, teacher, config_file: Path) -> None:
     """Set ``student.temperature`` as the distillation run of ``config_file`` fits it today (no file is written)."""
-    import tempfile
-
     from rasa_kd.distill.config import load_config
     from rasa_kd.distill.pipeline import Distillation
 
-    with tempfile.TemporaryDirectory() as scratch:  # the run's own folder keeps the config it was trained with
-        Distillation(load_config(config_file, {}), Path(scratch), progress=False).calibrate_student(student, teacher)
+    # Read only: the constructor writes nothing into the run's folder.
+    Distillation(load_config(config_file, {}), config_file.parent, progress=False).calibrate_student(student, teacher)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -10,7 +10,6 @@ to their teachers": not adopted).
 import argparse
 import datetime
 import sys
-import tempfile
 from pathlib import Path
 from typing import List, Optional
 
@@ -34,8 +33,7 @@ def teacher_temperatures(run: Path) -> dict:
 
     config = load_config(run / "config.yml", {})
     teacher = Teacher.load(Path(config.teacher.path) if config.teacher.path else run / "teacher")
-    with tempfile.TemporaryDirectory() as scratch:  # the run's folder keeps the config it was trained with
-        splits = Distillation(config, Path(scratch), progress=False).splits
+    splits = Distillation(config, run, progress=False).splits  # read only: nothing is written into the run
     texts, intents = splits["train"]
     rng = np.random.default_rng(7)
     augmenter = _rule_augmenter(teacher, config.transfer_set.rules, rng)

@@ -12,7 +12,6 @@ split": not adopted).
 import argparse
 import datetime
 import sys
-import tempfile
 from pathlib import Path
 from typing import List, Optional
 
@@ -36,7 +35,7 @@ def thresholds(work: Path, name: str) -> dict:
     from rasa_kd.data.nlu_yaml import load_intent_examples
     from rasa_kd.distill import confidence as conf
     from rasa_kd.distill.config import load_config
-    from rasa_kd.distill.pipeline import CALIBRATION_COPIES, CALIBRATION_MAX, Distillation, _rule_augmenter
+    from rasa_kd.distill.pipeline import Distillation
     from rasa_kd.models.student import StudentModel
     from rasa_kd.models.teacher import Teacher
 
@@ -48,17 +47,11 @@ def thresholds(work: Path, name: str) -> dict:
     rows = {}
     for kind in ("bilstm", "tinybert"):
         student = StudentModel.load(work / kind / "student")
-        with tempfile.TemporaryDirectory() as scratch:
-            run = Distillation(load_config(work / kind / "config.yml", {}), Path(scratch), progress=False)
-            if "calibration" not in student.record:
-                run.calibrate_student(student, teacher)
-            _, held = run._student_held_out()
-            # The copies calibrate_student draws: the same seed, rules and count.
-            settings = run.config.transfer_set
-            rng = np.random.default_rng(settings.random_seed + 3)
-            augmenter = _rule_augmenter(teacher, settings.rules, rng)
-            count = min(CALIBRATION_COPIES * len(held), CALIBRATION_MAX)
-            copies = [augmenter(held[i]) for i in rng.integers(0, len(held), size=count)]
+        # Read only: the constructor writes nothing into the run's folder.
+        run = Distillation(load_config(work / kind / "config.yml", {}), work / kind, progress=False)
+        if "calibration" not in student.record:
+            run.calibrate_student(student, teacher)
+        _, held, copies = run.calibration_sentences(teacher)
         held_conf, copies_conf = conf.top_intents(student, held)[1], conf.top_intents(student, copies)[1]
         test_conf = np.asarray(conf.top_intents(student, texts)[1])
         oos_conf = np.asarray(conf.top_intents(student, oos)[1]) if oos else None

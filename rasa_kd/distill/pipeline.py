@@ -464,27 +464,34 @@ class Distillation:
         return ShardStream(tokens, logits_folder, len(teacher.labels), batch_size)
 
     def calibrate_student(self, student, teacher) -> Optional[dict]:
-        """Set ``student.temperature`` so its softmax matches its teacher's on sentences it never trained on: dev,
-        else the examples kept back for the threshold, and CALIBRATION_COPIES rule-made copies per sentence drawn
-        among them (at most CALIBRATION_MAX). None (temperature 1) when there are no such sentences."""
+        """Set ``student.temperature`` so its softmax matches its teacher's on sentences it never trained on
+        (:meth:`calibration_sentences`). None (temperature 1) when there are no such sentences."""
         from rasa_kd.distill import confidence as conf
         from rasa_kd.models.predictions import softmax
 
-        split, texts = self._student_held_out()
+        split, texts, copies = self.calibration_sentences(teacher)
         if not texts:
             logger.info("student: no held-out sentences to calibrate on; temperature 1")
             return None
-        settings = self.config.transfer_set
-        rng = np.random.default_rng(settings.random_seed + 3)
-        augmenter = _rule_augmenter(teacher, settings.rules, rng)
-        copies = min(CALIBRATION_COPIES * len(texts), CALIBRATION_MAX)
-        sentences = list(texts) + [augmenter(texts[i]) for i in rng.integers(0, len(texts), size=copies)]
+        sentences = texts + copies
         student.temperature = 1.0
         temperature = conf.fit_temperature(student.logits(sentences), softmax(teacher.logits(sentences)))
         student.temperature = temperature
         logger.info("student: temperature %.3f matches its confidences to the teacher's on %d sentences (%s and copies)",
                     temperature, len(sentences), split)
         return {"temperature": temperature, "fitted_on": split, "messages": len(texts), "sentences": len(sentences)}
+
+    def calibration_sentences(self, teacher) -> Tuple[str, List[str], List[str]]:
+        """The split the student never trained on (dev, else the examples kept back for the threshold), its
+        sentences, and CALIBRATION_COPIES rule-made copies per sentence drawn among them (at most CALIBRATION_MAX)."""
+        split, texts = self._student_held_out()
+        if not texts:
+            return split, [], []
+        settings = self.config.transfer_set
+        rng = np.random.default_rng(settings.random_seed + 3)
+        augmenter = _rule_augmenter(teacher, settings.rules, rng)
+        count = min(CALIBRATION_COPIES * len(texts), CALIBRATION_MAX)
+        return split, list(texts), [augmenter(texts[i]) for i in rng.integers(0, len(texts), size=count)]
 
     def _student_threshold(self, student) -> Optional[dict]:
         """The student's threshold keeping 95% of its answers on dev, else on the examples kept out of its
