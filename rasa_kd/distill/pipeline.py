@@ -46,6 +46,9 @@ HOLDOUT_SPLIT = "training examples kept out of the transfer set"
 # Rule-made copies of each held-out sentence the student's temperature is fitted on (at most CALIBRATION_MAX):
 # a small bot keeps back 16-160 examples, too few on their own to fit a temperature on.
 CALIBRATION_COPIES, CALIBRATION_MAX = 20, 4000
+# Teacher settings added after runs were made, with the value that trains as before them: left out of the
+# teacher stage's fingerprint at that value, so those runs' teachers are still reused.
+TEACHER_SETTINGS_ADDED = {"label_smoothing": 0.0}
 Examples = Tuple[List[str], List[str]]  # (texts, intents)
 
 
@@ -185,8 +188,9 @@ class Distillation:
     def _teacher_inputs(self) -> str:
         settings = dataclasses.asdict(self.config.teacher)
         source = settings.pop("path")
-        if not settings["label_smoothing"]:  # off: the fingerprint of runs made before the setting existed
-            settings.pop("label_smoothing")
+        for key, before in TEACHER_SETTINGS_ADDED.items():
+            if settings[key] == before:
+                settings.pop(key)
         if source:
             source_print = sha256_file(source) if Path(source).is_file() else str(Path(source).resolve())
             return fingerprint(["reuse", source_print])
