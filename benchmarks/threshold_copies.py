@@ -30,6 +30,16 @@ def out_of_scope_file(name: str) -> Optional[Path]:
     return ROOT / "runs" / "oos" / "snips_out_of_scope.txt" if name.startswith("snips") else None
 
 
+def threshold_balanced(held: np.ndarray, copies: np.ndarray, keep: float = 0.95) -> float:
+    """The highest threshold keeping ``keep`` of a mix in which the kept-back examples and their copies weigh half each."""
+    values = np.concatenate([held, copies])
+    weights = np.concatenate([np.full(held.size, 0.5 / held.size), np.full(copies.size, 0.5 / copies.size)])
+    order = np.argsort(values)
+    dropped = np.cumsum(weights[order])  # weight at or below each value, lowest first
+    # Drop the lowest values while what stays still weighs at least ``keep``.
+    return float(values[order][np.searchsorted(dropped, 1.0 - keep + 1e-12, side="left")]) if held.size and copies.size else float("nan")
+
+
 def thresholds(work: Path, name: str) -> dict:
     """Per student of set folder ``work``: each held-out choice's threshold, test answers kept, out of scope caught."""
     from rasa_kd.data.nlu_yaml import load_intent_examples
@@ -52,20 +62,20 @@ def thresholds(work: Path, name: str) -> dict:
         if "calibration" not in student.record:
             run.calibrate_student(student, teacher)
         _, held, copies = run.calibration_sentences(teacher)
-        held_conf, copies_conf = conf.top_intents(student, held)[1], conf.top_intents(student, copies)[1]
+        held_conf, copies_conf = np.asarray(conf.top_intents(student, held)[1]), np.asarray(conf.top_intents(student, copies)[1])
         test_conf = np.asarray(conf.top_intents(student, texts)[1])
         oos_conf = np.asarray(conf.top_intents(student, oos)[1]) if oos else None
         row = {"oracle": conf.threshold_keeping(test_conf), "kept_back": len(held), "copies": len(copies)}
         for choice, values in (("kept_back", held_conf), ("with_copies", np.concatenate([held_conf, copies_conf])),
-                               ("copies_alone", copies_conf)):
-            threshold = conf.threshold_keeping(values)
+                               ("copies_alone", copies_conf), ("balanced", None)):
+            threshold = threshold_balanced(held_conf, copies_conf) if values is None else conf.threshold_keeping(values)
             row[choice] = {"threshold": threshold, "test_kept": float((test_conf >= threshold).mean()),
                            "out_of_scope_caught": None if oos_conf is None else float((oos_conf < threshold).mean())}
         rows[kind] = row
         print(name, kind, f"oracle {row['oracle']:.2f}", "; ".join(
             f"{choice} {row[choice]['threshold']:.2f} keeps {100 * row[choice]['test_kept']:.0f}%"
             + ("" if oos_conf is None else f", catches {100 * row[choice]['out_of_scope_caught']:.0f}%")
-            for choice in ("kept_back", "with_copies", "copies_alone")), flush=True)
+            for choice in ("kept_back", "with_copies", "copies_alone", "balanced")), flush=True)
     return rows
 
 
