@@ -1,13 +1,14 @@
 """Could the calibration's sentences pick the fallback threshold? For each saved few-shot set (its students
 calibrated as a run now does it), the threshold keeping 95% of the top confidences on: the examples kept out of
-the transfer set (what a run without dev records), those with their rule-made copies (the calibration's
-sentences), the copies alone; and the share of test answers each keeps, and of out-of-scope messages it catches.
+the transfer set (what a run without dev recorded before 2026-11-27, night), all of them (their lowest confidence:
+what it records now), those with their rule-made copies (the calibration's sentences), the copies alone, the two
+weighing half each; and the share of test answers each keeps, and of out-of-scope messages it catches.
 
     .venv/bin/python benchmarks/threshold_copies.py example_bot sara-10-s0 snips-10-s0 ...
     .venv/bin/python benchmarks/threshold_copies.py --work runs/fewshot/d1127-now sara-20-s0   # another run folder
 
 Results: benchmarks/results/confidence/threshold-copies.json (benchmarks/NOTES.md, "The threshold without a dev
-split": not adopted).
+split": all the kept-back examples adopted, the copies not).
 """
 import argparse
 import datetime
@@ -66,16 +67,17 @@ def thresholds(work: Path, name: str) -> dict:
         test_conf = np.asarray(conf.top_intents(student, texts)[1])
         oos_conf = np.asarray(conf.top_intents(student, oos)[1]) if oos else None
         row = {"oracle": conf.threshold_keeping(test_conf), "kept_back": len(held), "copies": len(copies)}
-        for choice, values in (("kept_back", held_conf), ("with_copies", np.concatenate([held_conf, copies_conf])),
-                               ("copies_alone", copies_conf), ("balanced", None)):
-            threshold = threshold_balanced(held_conf, copies_conf) if values is None else conf.threshold_keeping(values)
+        for choice, values, keep in (("kept_back", held_conf, 0.95), ("kept_back_all", held_conf, 1.0),
+                                     ("with_copies", np.concatenate([held_conf, copies_conf]), 0.95),
+                                     ("copies_alone", copies_conf, 0.95), ("balanced", None, 0.95)):
+            threshold = threshold_balanced(held_conf, copies_conf) if values is None else conf.threshold_keeping(values, keep)
             row[choice] = {"threshold": threshold, "test_kept": float((test_conf >= threshold).mean()),
                            "out_of_scope_caught": None if oos_conf is None else float((oos_conf < threshold).mean())}
         rows[kind] = row
         print(name, kind, f"oracle {row['oracle']:.2f}", "; ".join(
             f"{choice} {row[choice]['threshold']:.2f} keeps {100 * row[choice]['test_kept']:.0f}%"
             + ("" if oos_conf is None else f", catches {100 * row[choice]['out_of_scope_caught']:.0f}%")
-            for choice in ("kept_back", "with_copies", "copies_alone", "balanced")), flush=True)
+            for choice in ("kept_back", "kept_back_all", "with_copies", "copies_alone", "balanced")), flush=True)
     return rows
 
 

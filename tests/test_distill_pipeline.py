@@ -405,8 +405,26 @@ def test_the_students_calibration_can_be_turned_off(tmp_path, data, tiny_bert_di
     assert StudentModel.load(tmp_path / "run" / "student").temperature == 1.0
 
 
+def test_the_threshold_keeps_every_kept_back_example_but_95_percent_of_dev(tmp_path, data, tiny_bert_dir, monkeypatch):
+    class FixedScores:  # top confidence sigmoid(x) for the sentence "x"
+        labels = ["a", "b"]
+
+        def logits(self, texts):
+            return np.array([[float(t), 0.0] for t in texts])
+
+    texts = [str(x / 10) for x in range(1, 41)]
+    run = pipeline.Distillation(tiny_config(data, tiny_bert_dir), tmp_path / "run", progress=False)
+    sigmoid = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    monkeypatch.setattr(run, "_student_held_out", lambda: (pipeline.HOLDOUT_SPLIT, texts))
+    picked = run._student_threshold(FixedScores())
+    assert picked == {"threshold": pytest.approx(sigmoid(0.1)), "keep": 1.0, "split": pipeline.HOLDOUT_SPLIT, "messages": 40}
+    monkeypatch.setattr(run, "_student_held_out", lambda: ("dev", texts))
+    picked = run._student_threshold(FixedScores())  # two of 40 may fall below it
+    assert picked["keep"] == 0.95 and picked["threshold"] == pytest.approx(sigmoid(0.3))
+
+
 def test_without_dev_the_students_threshold_is_picked_on_examples_kept_out_of_its_transfer_set(tmp_path, data, tiny_bert_dir, bilstm_run):
-    from rasa_kd.distill.confidence import threshold_keeping, top_intents
+    from rasa_kd.distill.confidence import top_intents
 
     config = tiny_config(data, tiny_bert_dir, **{"teacher.path": str(bilstm_run[0] / "teacher"), "data.dev": None,
                                                  "student.training.epochs": 3})
@@ -420,7 +438,7 @@ def test_without_dev_the_students_threshold_is_picked_on_examples_kept_out_of_it
     kept_back = [texts[i] for i in pipeline.threshold_holdout(texts, intents, 0.1, config.transfer_set.random_seed)]
     assert not transfer_keys & {sentence_key(t) for t in kept_back}  # neither they nor their augmentations
     student = StudentModel.load(tmp_path / "run" / "student")
-    assert picked["threshold"] == pytest.approx(threshold_keeping(top_intents(student, kept_back)[1], 0.95))
+    assert picked["keep"] == 1.0 and picked["threshold"] == pytest.approx(min(top_intents(student, kept_back)[1]))
     calibration = json.loads((tmp_path / "run" / "student" / "student.json").read_text())["calibration"]
     assert calibration["fitted_on"] == pipeline.HOLDOUT_SPLIT and calibration["sentences"] == 3 * (1 + pipeline.CALIBRATION_COPIES)
     # Applied to test in the evaluation; the teacher, which trained on them, gets none.

@@ -187,7 +187,8 @@ def _confidence_section(teacher: dict, student: dict) -> List[str]:
     picked = [(name, c["dev_threshold"]) for name, c in blocks if c.get("dev_threshold")]
     if picked:
         lines += ["The threshold to set (`FallbackClassifier`'s `threshold`), picked on held-out messages: it keeps 95% "
-                  f"of the answers there. What it does on {split}:", "",
+                  "of the answers on dev, every answer on training examples kept out of the transfer set (the teacher "
+                  f"trained on them, so they are easier than new messages). What it does on {split}:", "",
                   f"| model | threshold | picked on | in-scope answers kept on {split} | in-scope accuracy at threshold | "
                   "out of scope caught |", "|---|---|---|---|---|---|"]
         lines += [f"| {name} | {d['threshold']:.2f} | {d['split']} ({d['messages']}) | {_pct(d['in_scope_kept'])} | "
