@@ -67,17 +67,17 @@ def thresholds(work: Path, name: str) -> dict:
         test_conf = np.asarray(conf.top_intents(student, texts)[1])
         oos_conf = np.asarray(conf.top_intents(student, oos)[1]) if oos else None
         row = {"oracle": conf.threshold_keeping(test_conf), "kept_back": len(held), "copies": len(copies)}
-        for choice, values, keep in (("kept_back", held_conf, 0.95), ("kept_back_all", held_conf, 1.0),
-                                     ("with_copies", np.concatenate([held_conf, copies_conf]), 0.95),
-                                     ("copies_alone", copies_conf, 0.95), ("balanced", None, 0.95)):
-            threshold = threshold_balanced(held_conf, copies_conf) if values is None else conf.threshold_keeping(values, keep)
+        choices = {"kept_back": conf.threshold_keeping(held_conf), "kept_back_all": conf.threshold_keeping(held_conf, 1.0),
+                   "with_copies": conf.threshold_keeping(np.concatenate([held_conf, copies_conf])),
+                   "copies_alone": conf.threshold_keeping(copies_conf), "balanced": threshold_balanced(held_conf, copies_conf)}
+        for choice, threshold in choices.items():
             row[choice] = {"threshold": threshold, "test_kept": float((test_conf >= threshold).mean()),
                            "out_of_scope_caught": None if oos_conf is None else float((oos_conf < threshold).mean())}
         rows[kind] = row
         print(name, kind, f"oracle {row['oracle']:.2f}", "; ".join(
             f"{choice} {row[choice]['threshold']:.2f} keeps {100 * row[choice]['test_kept']:.0f}%"
             + ("" if oos_conf is None else f", catches {100 * row[choice]['out_of_scope_caught']:.0f}%")
-            for choice in ("kept_back", "kept_back_all", "with_copies", "copies_alone", "balanced")), flush=True)
+            for choice in choices), flush=True)
     return rows
 
 
