@@ -187,9 +187,10 @@ def test_the_fast_encoder_gives_the_transformers_tokenizer_ids():
     (561, 0.0, 20, 16),    # 36 steps an epoch: 20 epochs make about 700 steps
     (561, 0.5, 14, 16),    # with 281 synthetic out-of-scope sentences, 53 steps an epoch: the same ~700 steps
     (999, 0.0, 12, 16),
-    (1000, 0.0, 10, 32),   # from 1,000 examples: the defaults measured on Sara
-    (1000, 0.5, 10, 32),   # a large set pays for its out-of-scope sentences with longer epochs
-    (2487, 0.5, 10, 32),
+    (1000, 0.0, 22, 32),   # from 1,000 examples batches of 32, still about 700 steps
+    (1054, 0.5, 14, 32),   # Sara-20: 10 epochs made 500 steps, fewer than Sara-10's and Sara-40's
+    (1595, 0.5, 10, 32),   # Sara-40: 75 steps an epoch, 10 epochs at least
+    (2487, 0.5, 10, 32),   # a large set pays for its out-of-scope sentences with longer epochs
 ])
 def test_the_teacher_schedule_adapts_to_the_data_size(examples, outliers, epochs, batch_size):
     resolved = TeacherSettings(outliers=outliers).for_examples(examples)
@@ -202,7 +203,7 @@ def test_a_schedule_given_explicitly_is_kept():
     resolved = TeacherSettings(epochs=3, batch_size=64).for_examples(100)
     assert (resolved.epochs, resolved.batch_size) == (3, 64)
     assert TeacherSettings(batch_size=8).for_examples(100).epochs == 30  # 13 steps an epoch: capped
-    assert TeacherSettings(batch_size=64).for_examples(2000).epochs == 10
+    assert TeacherSettings(batch_size=64).for_examples(2000).epochs == 15  # 3,000 sentences with outliers: 47 steps an epoch
     assert TeacherSettings(train_embeddings=True).for_examples(100).train_embeddings is True
     assert TeacherSettings(train_embeddings=False).for_examples(5000).train_embeddings is False
 

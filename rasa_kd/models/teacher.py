@@ -23,9 +23,12 @@ logger = logging.getLogger(__name__)
 
 RECORD_FILE = "rasa_kd.json"
 FORMAT_VERSION = 1
-# Below this many training examples a teacher gets smaller batches and more epochs (for_examples).
+# Below this many training examples a teacher gets smaller batches (for_examples).
 SMALL_DATA = 1000
-SMALL_DATA_STEPS = 700
+# Every teacher gets epochs enough for about this many steps (10 to 30 epochs): with 10 epochs of 32 from 1,000
+# examples up, Sara-20 (1,054 examples) got 500 steps where Sara-10 and Sara-40 got 740 and 750, and was
+# underconfident (ECE 0.09-0.12; benchmarks/NOTES.md, "Sara-20's teacher").
+TARGET_STEPS = 700
 
 
 @dataclass
@@ -36,8 +39,8 @@ class TeacherSettings:
         None, "local Hugging Face folder of a BERT-family model; null = the packaged all-MiniLM-L6-v2", optional_text()
     )
     epochs: Optional[int] = setting(
-        None, "passes over the training data; null: by the data's size, 10 from 1,000 examples up, below that enough "
-        "for about 700 steps but 30 at most (a small bot needs more, smaller steps)", optional_integer(1, 1000))
+        None, "passes over the training data; null: enough for about 700 steps, 10 at least and 30 at most (a small "
+        "bot needs more, smaller steps; 10 from about 1,500 examples up)", optional_integer(1, 1000))
     batch_size: Optional[int] = setting(None, "sentences per training step; null: 16 below 1,000 examples, else 32",
                                         optional_integer(1, 4096))
     learning_rate: float = setting(2e-4, "peak AdamW learning rate (2e-4 suits the 6-layer default; ~3e-5 for BERT-base)", number(0.0, 1.0, min_inclusive=False))
@@ -84,9 +87,9 @@ class TeacherSettings:
         batch_size = self.batch_size or (16 if small else 32)
         epochs = self.epochs
         if epochs is None:
-            # Out-of-scope sentences share the epochs: a small bot keeps its step budget, a large one pays for them.
+            # Out-of-scope sentences share the epochs: a bot below 10 epochs' worth of steps keeps its budget, a large one pays.
             steps_per_epoch = max(1, math.ceil((count + self.outlier_count(count)) / batch_size))
-            epochs = min(30, max(10, math.ceil(SMALL_DATA_STEPS / steps_per_epoch))) if small else 10
+            epochs = min(30, max(10, math.ceil(TARGET_STEPS / steps_per_epoch)))
         # A few hundred sentences move few of the 30,522 embedding rows, and their gradient and AdamW update
         # are a fifth of a step's time (benchmarks/NOTES.md, "rasa train in five minutes").
         train_embeddings = not small if self.train_embeddings is None else self.train_embeddings
