@@ -174,7 +174,7 @@ FEWSHOT_TABLES = [
      "`.venv/bin/python benchmarks/fewshot.py --tag ls003 --diet-from defaults --set teacher.label_smoothing=0.03` "
      "(the d1127 protocol with the teacher's label smoothing, today's default; DIET's scores taken from the "
      "`defaults` runs below), over three sessions from copies of the code at c378170, 8215e6e and 95b8179 (the "
-     "last five Sara sets; their teachers, where a run had been stopped after them, reused by the fingerprint), "
+     "last five Sara sets; sara-10-s0's teacher, trained before a stop, reused by its fingerprint), "
      "partly beside other runs, so distil times are not comparable; then `--time` alone over all 19 sets. Both "
      "students read the teacher's contextual rows below 2,000 examples, the teacher trains with outlier "
      "exposure and label smoothing 0.03, the student keeps a tenth of the examples for its threshold."),
