@@ -207,19 +207,20 @@ def small_bot_sections(results: Path) -> List[str]:
     rerun = results / "noregression.json"
     if rerun.is_file():
         lines += ["", "## Full-size tasks after the small-bot defaults (BiLSTM student)", "",
-                  "Before: the task's row above (student vocabulary pruned to its transfer set); after: the same config "
-                  "and seed with the defaults of now (the student reads every teacher WordPiece).", "",
-                  "| task | metric | split | teacher before | teacher after | BiLSTM before | BiLSTM after | student MB before | after | command |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "Before: the task's row above (before the small-bot defaults); after: the same config and seed, the teacher "
+                  "trained again, with the defaults of the date given (on 2026-11-28: outlier exposure and label smoothing "
+                  "on; why the BiLSTM lost: benchmarks/NOTES.md, \"Full-size tasks with today's defaults\").", "",
+                  "| task | metric | split | date | teacher before | teacher after | BiLSTM before | BiLSTM after | student MB before | after | command |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for task, r in read_json(rerun).items():
             for split in r["after"]["bilstm"]:
-                lines.append(f"| {task} | {r['metric']} | {split} | {100 * r['before']['teacher'][split]:.2f} | "
+                lines.append(f"| {task} | {r['metric']} | {split} | {r['date']} | {100 * r['before']['teacher'][split]:.2f} | "
                              f"{100 * r['after']['teacher'][split]:.2f} | {100 * r['before']['bilstm'][split]:.2f} | "
                              f"{100 * r['after']['bilstm'][split]:.2f} | {r['student_size_bytes']['before'] / 1e6:.1f} | "
                              f"{r['student_size_bytes']['after'] / 1e6:.1f} | `{r['command']}` |")
             for seed, again in r.get("student_seeds", {}).items():  # the same student with another seed
                 for split, value in again["bilstm"].items():
-                    lines.append(f"| {task} | {r['metric']} | {split}, student seed {seed} | - | - | - | {100 * value:.2f} | - | - | "
+                    lines.append(f"| {task} | {r['metric']} | {split}, student seed {seed} | {r['date']} | - | - | - | {100 * value:.2f} | - | - | "
                                  f"`{again['command']}` |")
     timing = results / "train_time.json"
     if timing.is_file():

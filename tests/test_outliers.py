@@ -4,7 +4,7 @@ import pytest
 
 from rasa_kd.distill import outliers as outliers_module
 from rasa_kd.distill.config import TransferSetSettings
-from rasa_kd.distill.outliers import OutlierMaker, frame_words, make_outliers, replacement_words
+from rasa_kd.distill.outliers import OutlierMaker, frame_share, frame_words, make_outliers, replacement_words
 from rasa_kd.distill.teacher_training import fine_tune_teacher
 from rasa_kd.distill.transfer_set import build_transfer_set, sentence_key
 from rasa_kd.models.teacher import TeacherSettings
@@ -45,6 +45,27 @@ def test_outliers_are_deterministic_new_and_of_every_kind():
     assert frames, "some outliers keep a training sentence's frame"
     assert any(not s.isascii() for s in first) and any(s.isascii() and not set(s.split()) & set(VOCAB) for s in first)
     assert make_outliers(TEXTS, INTENTS, VOCAB, 0, seed=3) == []
+
+
+def test_frame_share_is_the_mean_share_of_frame_words_in_a_sentence():
+    frame = frame_words(TEXTS, INTENTS, VOCAB)
+    # can you [repair] my [bike]: 3/5; what is [the price of] a [repair]: 3/7; 3/5; hello bike: 0; what is a [bike]: 3/4
+    assert frame_share(TEXTS, frame) == pytest.approx((3 / 5 + 3 / 7 + 3 / 5 + 0 + 3 / 4) / 5)
+    assert frame_share(["", "42"], frame) == 0.0  # sentences without words are left out
+    assert OutlierMaker(TEXTS, INTENTS, VOCAB, np.random.default_rng(0)).make_frames
+
+
+def test_no_frames_where_the_frame_is_most_of_every_sentence():
+    # Like TREC's question types: every word is common and shared, so a sentence with its other words swapped
+    # would keep nearly all of it, and with it the words that tell the intents apart.
+    texts = ["what is the city", "what is a city", "can you the city", "can you a city"]
+    intents = ["x", "y", "z", "x"]
+    maker = OutlierMaker(texts, intents, VOCAB, np.random.default_rng(0))
+    assert maker.frame_share == 1.0 and not maker.make_frames
+    used = {w for t in texts for w in t.split()}
+    outliers = maker(300)
+    assert not any(len(used & set(s.split())) >= 2 for s in outliers)
+    assert sum(s.isascii() and set(s.split()) <= set(VOCAB) for s in outliers) > 150  # word strings took the frames' share
 
 
 def test_a_vocabulary_without_spare_words_is_refused():
