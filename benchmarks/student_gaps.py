@@ -21,13 +21,10 @@ sys.path.insert(0, str(ROOT))
 from rasa_kd.io_utils import read_json, write_json  # noqa: E402
 
 
-def groups(run: Path, test: Path) -> dict:
+def groups(teacher, student, test: Path) -> dict:
     """Teacher and student accuracy, agreement and net loss over the whole file and each group of messages."""
     from rasa_kd.data.nlu_yaml import load_intent_examples
-    from rasa_kd.models.student import StudentModel
-    from rasa_kd.models.teacher import Teacher
 
-    teacher, student = Teacher.load(run / "teacher"), StudentModel.load(run / "student").use_numpy()
     pairs = load_intent_examples(test)
     texts, gold = [t for t, _ in pairs], np.array([i for _, i in pairs])
     teacher_says = np.array(teacher.labels)[teacher.logits(texts).argmax(axis=1)]
@@ -44,15 +41,12 @@ def groups(run: Path, test: Path) -> dict:
             for name, m in masks.items() if m.any()}
 
 
-def reachable(run: Path, test: Path, train: Path, ks=(10, 30, 100)) -> dict:
+def reachable(teacher, student, test: Path, train: Path, ks=(10, 30, 100)) -> dict:
     """Of the test's whole-word WordPieces the student never trained on, how many are among the k nearest
     neighbours (the rule augmenter's swap candidates) of some training word."""
     from rasa_kd.data.nlu_yaml import load_intent_examples
     from rasa_kd.distill.augment import WordNeighbours
-    from rasa_kd.models.student import StudentModel
-    from rasa_kd.models.teacher import Teacher
 
-    teacher, student = Teacher.load(run / "teacher"), StudentModel.load(run / "student")
     tokenizer, trained = teacher.tokenizer, set(int(i) for i in student.vocab.teacher_ids)
     unseen = {i for ids in teacher.encode([t for t, _ in load_intent_examples(test)]) for i in ids[1:-1] if i not in trained}
     whole = {i for i in unseen if not tokenizer.convert_ids_to_tokens(i).startswith("##")}
@@ -72,12 +66,16 @@ def main(argv=None) -> int:
     parser.add_argument("test", type=Path)
     parser.add_argument("--train", type=Path, help="the training file: also count the unseen words neighbour swaps reach")
     args = parser.parse_args(argv)
-    result = {"date": datetime.date.today().isoformat(), "test": str(args.test), "groups": groups(args.run, args.test)}
+    from rasa_kd.models.student import StudentModel
+    from rasa_kd.models.teacher import Teacher
+
+    teacher, student = Teacher.load(args.run / "teacher"), StudentModel.load(args.run / "student").use_numpy()
+    result = {"date": datetime.date.today().isoformat(), "test": str(args.test), "groups": groups(teacher, student, args.test)}
     for name, g in result["groups"].items():
         print(f"{name:24s} {g['messages']:5d} messages  teacher {100 * g['teacher']:5.1f}  student {100 * g['student']:5.1f}  "
               f"agreement {100 * g['agreement']:5.1f}  net {g['net']}")
     if args.train:
-        result["neighbour_reach"] = reachable(args.run, args.test, args.train)
+        result["neighbour_reach"] = reachable(teacher, student, args.test, args.train)
         print(result["neighbour_reach"])
     target = ROOT / "benchmarks" / "results" / "student_gaps.json"
     saved = read_json(target) if target.is_file() else {}
