@@ -17,7 +17,7 @@ No frames are made when the frame words are most of a training sentence (``MAX_F
 left of a sentence still says which intent it is. TREC's six question types share most common words, so its
 frames kept nearly all of a question ("How many <swapped> can be made from the four <swapped> ?"), and a
 teacher trained towards equal confidence on them was unsure of half of its own transfer set, the rule-made
-questions (mean top confidence 0.54; 0.79 without frames), and its BiLSTM lost 5 test points
+questions (mean top confidence 0.54; 0.80 without frames), and its BiLSTM lost 5 test points
 (benchmarks/NOTES.md, "Full-size tasks with today's defaults").
 """
 import logging
