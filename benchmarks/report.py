@@ -209,7 +209,7 @@ def small_bot_sections(results: Path) -> List[str]:
         lines += ["", "## Full-size tasks after the small-bot defaults (BiLSTM student)", "",
                   "Before: the task's row above (before the small-bot defaults); after: the same config and seed, the teacher "
                   "trained again, with the defaults of the date given (on 2026-11-28: outlier exposure and label smoothing "
-                  "on; why the BiLSTM lost: benchmarks/NOTES.md, \"Full-size tasks with today's defaults\").", "",
+                  "on, and for TREC since its second run no outlier frames (MAX_FRAME_SHARE); why TREC's BiLSTM lost: benchmarks/NOTES.md, \"Full-size tasks with today's defaults\").", "",
                   "| task | metric | split | date | teacher before | teacher after | BiLSTM before | BiLSTM after | student MB before | after | command |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         for task, r in read_json(rerun).items():
