@@ -5,7 +5,7 @@ import pytest
 from rasa_kd.distill import outliers as outliers_module
 from rasa_kd.distill.config import TransferSetSettings
 from rasa_kd.distill.outliers import OutlierMaker, frame_share, frame_words, make_outliers, replacement_words
-from rasa_kd.distill.teacher_training import fine_tune_teacher
+from rasa_kd.distill.teacher_training import fine_tune_teacher, masked_copies
 from rasa_kd.distill.transfer_set import build_transfer_set, sentence_key
 from rasa_kd.models.teacher import TeacherSettings
 from tests.tiny_models import intent_pairs
@@ -111,3 +111,30 @@ def test_the_transfer_sets_outliers_draw_from_fewer_words():
     ascii_words = {w for s in sentences if s.isascii() for w in s.split()}
     assert {w for w in ascii_words if w in VOCAB} <= allowed
     assert not {w for w in ascii_words if w in VOCAB} & set(replacement_words(VOCAB, TEXTS)[2:])
+
+
+
+def test_the_teacher_trains_on_its_masked_copies_with_their_intents(tiny_bert_dir, monkeypatch):
+    from rasa_kd.distill import teacher_training
+
+    seen = {}
+    real = teacher_training.TeacherTrainer
+
+    class Recording(real):
+        def __init__(self, teacher, ids, targets, *args, **kwargs):
+            seen.update(ids=ids, targets=targets, labels=teacher.labels, mask_id=teacher.tokenizer.mask_token_id)
+            super().__init__(teacher, ids, targets, *args, **kwargs)
+
+    monkeypatch.setattr(teacher_training, "TeacherTrainer", Recording)
+    texts, intents = intent_pairs()
+    settings = TeacherSettings(model=str(tiny_bert_dir), epochs=1, batch_size=8, max_seq_length=16, outliers=0.5, masked_copies=1.0)
+    teacher, _ = fine_tune_teacher(texts, intents, settings, progress=False)
+    n = len(texts)
+    assert teacher.record["training"]["examples"] == n and teacher.record["training"]["masked_copies"] == n
+    copies, copy_intents = masked_copies(texts, intents, n, settings.random_seed)
+    # The training sentences, then their masked copies with their intents' ids, then the outliers (target -1).
+    assert len(seen["ids"]) == 2 * n + round(0.5 * n)
+    assert seen["ids"][n:2 * n] == teacher.encode(copies)
+    assert all(seen["mask_id"] in ids for ids in seen["ids"][n:2 * n])
+    assert [seen["labels"][t] for t in seen["targets"][n:2 * n]] == copy_intents
+    assert (seen["targets"][2 * n:] == -1).all() and (seen["targets"][:2 * n] >= 0).all()

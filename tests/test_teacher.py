@@ -6,7 +6,8 @@ import pytest
 from rasa_kd.models import bert
 from rasa_kd.errors import ConfigError, DataError, ModelLoadError
 from rasa_kd.models.teacher import Teacher, TeacherSettings
-from rasa_kd.distill.teacher_training import fine_tune_teacher
+from rasa_kd.distill.augment import MASK
+from rasa_kd.distill.teacher_training import fine_tune_teacher, masked_copies
 from tests.tiny_models import intent_pairs
 
 # The tiny BERT's embeddings are random: train them (a real base model's stay frozen on small sets by default).
@@ -222,3 +223,27 @@ def test_label_smoothing_caps_the_teachers_confidence_on_what_it_learnt(tiny_ber
         probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
         top[smoothing] = (probabilities / probabilities.sum(axis=1, keepdims=True)).max(axis=1).mean()
     assert top[0.0] > 0.9 and 0.7 < top[0.3] < 0.88, top
+
+
+def test_masked_copies_hide_words_of_training_sentences_and_keep_their_intents():
+    texts = ["book a repair for my bike", "hello there", "where is your shop", "bye"]
+    intents = ["book", "greet", "ask_location", "goodbye"]
+    copies, labels = masked_copies(texts, intents, 200, seed=3)
+    assert (copies, labels) == masked_copies(texts, intents, 200, seed=3)  # deterministic
+    assert len(copies) == len(labels) == 200
+    for copy, label in zip(copies, labels):
+        source = texts[intents.index(label)].split()
+        words = copy.split()
+        assert len(words) == len(source) and MASK in words  # one word hidden at least
+        assert all(w == s for w, s in zip(words, source) if w != MASK)  # the others as they were
+    hidden = np.mean([w == MASK for c in copies for w in c.split()])
+    one_word = sum(1 for c in copies if c == MASK)  # "bye" can only become [MASK]
+    assert one_word > 0 and 0.1 < hidden < 0.5, hidden
+    assert masked_copies(texts, intents, 0, seed=3) == ([], [])
+
+
+def test_masked_copies_share_the_teachers_step_budget():
+    plain = TeacherSettings(outliers=0.5).for_examples(561)
+    masked = TeacherSettings(outliers=0.5, masked_copies=0.5).for_examples(561)
+    assert masked.masked_count(561) == 280 and plain.masked_count(561) == 0
+    assert (plain.epochs, masked.epochs) == (14, 10)  # 53 steps an epoch, then 71: about 700 steps either way

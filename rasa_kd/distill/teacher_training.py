@@ -7,6 +7,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from rasa_kd.distill.augment import MASK
 from rasa_kd.distill.outliers import make_outliers
 from rasa_kd.distill import distribute
 from rasa_kd.distill.distribute import Acceleration, apply_gradients, scaled_loss, summed_gradients, unscaled_gradients
@@ -101,6 +102,8 @@ def fine_tune_teacher(
     index = {label: i for i, label in enumerate(labels)}
     synthetic = make_outliers(texts, intents, teacher.tokenizer.get_vocab(), settings.outlier_count(len(texts)), settings.random_seed)
     outliers = given_outliers + synthetic
+    masked_texts, masked_intents = masked_copies(texts, intents, settings.masked_count(len(texts)), settings.random_seed)
+    texts, intents = list(texts) + masked_texts, list(intents) + masked_intents
     # Target -1: an out-of-scope sentence, trained towards the uniform distribution over the intents.
     targets = np.array([index[intent] for intent in intents] + [-1] * len(outliers), dtype=np.int32)
     with distribute.scope(strategy):  # the optimizer's variables too
@@ -110,11 +113,28 @@ def fine_tune_teacher(
     teacher.record.update({
         "trained": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         # The teacher record's own shape, as rasa-kd has always written it.
-        "training": {"examples": len(texts), "synthetic_outliers": len(synthetic), "given_outliers": len(given_outliers), "steps": record.steps, "seconds": record.seconds,
+        "training": {"examples": len(texts) - len(masked_texts), "masked_copies": len(masked_texts), "synthetic_outliers": len(synthetic), "given_outliers": len(given_outliers), "steps": record.steps, "seconds": record.seconds,
                      "epochs": [{"epoch": e.epoch, "loss": e.loss, "seconds": e.seconds, "dev_accuracy": e.dev.get("accuracy")}
                                 for e in record.epochs]},
     })
     return teacher, record
+
+
+def masked_copies(texts: Sequence[str], intents: Sequence[str], count: int, seed: int,
+                  mask_prob: float = 0.1) -> Tuple[List[str], List[str]]:
+    """``count`` training sentences drawn at random, each word hidden behind [MASK] at ``mask_prob`` and one at
+    least, with their intents: what the transfer set's masking rule makes, labelled."""
+    rng = np.random.default_rng([seed, 1])  # its own stream: the outliers a seed makes stay the same
+    out_texts, out_intents = [], []
+    for i in rng.integers(0, len(texts), size=count):
+        words = texts[i].split()
+        if not words:
+            continue
+        hidden = rng.random(len(words)) < mask_prob
+        hidden[rng.integers(len(words))] = True
+        out_texts.append(" ".join(MASK if h else w for w, h in zip(words, hidden)))
+        out_intents.append(intents[i])
+    return out_texts, out_intents
 
 
 def split_out_of_scope(texts: Sequence[str], intents: Sequence[str], settings: TeacherSettings
