@@ -182,22 +182,25 @@ def test_the_fast_encoder_gives_the_transformers_tokenizer_ids():
     assert len(encoder(["x " * 50])[0]) == 4
 
 
-@pytest.mark.parametrize("examples, outliers, epochs, batch_size", [
-    (70, 0.0, 30, 16),     # 5 steps an epoch: capped at 30 epochs
-    (161, 0.0, 30, 16),    # Spokes
-    (561, 0.0, 20, 16),    # 36 steps an epoch: 20 epochs make about 700 steps
-    (561, 0.5, 14, 16),    # with 281 synthetic out-of-scope sentences, 53 steps an epoch: the same ~700 steps
-    (999, 0.0, 12, 16),
-    (1000, 0.0, 22, 32),   # from 1,000 examples batches of 32, still about 700 steps
-    (1054, 0.5, 14, 32),   # Sara-20: 10 epochs made 500 steps, fewer than Sara-10's and Sara-40's
-    (1595, 0.5, 10, 32),   # Sara-40: 75 steps an epoch, 10 epochs at least
-    (2487, 0.5, 10, 32),   # a large set pays for its out-of-scope sentences with longer epochs
+@pytest.mark.parametrize("examples, outliers, masked, epochs, batch_size", [
+    (70, 0.0, 0.0, 30, 16),     # 5 steps an epoch: capped at 30 epochs
+    (161, 0.0, 0.0, 30, 16),    # Spokes
+    (561, 0.0, 0.0, 20, 16),    # 36 steps an epoch: 20 epochs make about 700 steps
+    (561, 0.5, 0.0, 14, 16),    # with 281 synthetic out-of-scope sentences, 53 steps an epoch: the same ~700 steps
+    (561, 0.5, 0.5, 10, 16),    # and 280 masked copies, 71 steps an epoch
+    (999, 0.0, 0.0, 12, 16),
+    (1000, 0.0, 0.0, 22, 32),   # from 1,000 examples batches of 32, still about 700 steps
+    (1054, 0.5, 0.0, 14, 32),   # Sara-20: 10 epochs made 500 steps, fewer than Sara-10's and Sara-40's
+    (1054, 0.5, 0.5, 11, 32),   # with masked copies: 66 steps an epoch
+    (1595, 0.5, 0.5, 10, 32),   # Sara-40: 100 steps an epoch, 10 epochs at least
+    (2487, 0.5, 0.5, 10, 32),   # a large set pays for its out-of-scope sentences and copies with longer epochs
 ])
-def test_the_teacher_schedule_adapts_to_the_data_size(examples, outliers, epochs, batch_size):
-    resolved = TeacherSettings(outliers=outliers).for_examples(examples)
+def test_the_teacher_schedule_adapts_to_the_data_size(examples, outliers, masked, epochs, batch_size):
+    resolved = TeacherSettings(outliers=outliers, masked_copies=masked).for_examples(examples)
     assert (resolved.epochs, resolved.batch_size) == (epochs, batch_size)
     assert resolved.train_embeddings is (examples >= 1000)  # a small bot's teacher keeps the base embeddings
     assert resolved.outlier_count(examples) == round(outliers * examples)
+    assert resolved.masked_count(examples) == round(masked * examples)
 
 
 def test_a_schedule_given_explicitly_is_kept():
@@ -243,7 +246,7 @@ def test_masked_copies_hide_words_of_training_sentences_and_keep_their_intents()
 
 
 def test_masked_copies_share_the_teachers_step_budget():
-    plain = TeacherSettings(outliers=0.5).for_examples(561)
+    plain = TeacherSettings(outliers=0.5, masked_copies=0.0).for_examples(561)
     masked = TeacherSettings(outliers=0.5, masked_copies=0.5).for_examples(561)
     assert masked.masked_count(561) == 280 and plain.masked_count(561) == 0
     assert (plain.epochs, masked.epochs) == (14, 10)  # 53 steps an epoch, then 71: about 700 steps either way
