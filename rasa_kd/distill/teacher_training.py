@@ -103,17 +103,16 @@ def fine_tune_teacher(
     synthetic = make_outliers(texts, intents, teacher.tokenizer.get_vocab(), settings.outlier_count(len(texts)), settings.random_seed)
     outliers = given_outliers + synthetic
     masked_texts, masked_intents = masked_copies(texts, intents, settings.masked_count(len(texts)), settings.random_seed)
-    texts, intents = list(texts) + masked_texts, list(intents) + masked_intents
     # Target -1: an out-of-scope sentence, trained towards the uniform distribution over the intents.
-    targets = np.array([index[intent] for intent in intents] + [-1] * len(outliers), dtype=np.int32)
+    targets = np.array([index[intent] for intent in list(intents) + masked_intents] + [-1] * len(outliers), dtype=np.int32)
     with distribute.scope(strategy):  # the optimizer's variables too
-        trainer = TeacherTrainer(teacher, teacher.encode(list(texts) + outliers), targets, dev, progress, acceleration, resume_dir=resume_dir,
+        trainer = TeacherTrainer(teacher, teacher.encode(list(texts) + masked_texts + outliers), targets, dev, progress, acceleration, resume_dir=resume_dir,
                                  checkpoint_seconds=checkpoint_seconds, resume_key=resume_key, strategy=strategy)
     record = trainer.fit()
     teacher.record.update({
         "trained": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         # The teacher record's own shape, as rasa-kd has always written it.
-        "training": {"examples": len(texts) - len(masked_texts), "masked_copies": len(masked_texts), "synthetic_outliers": len(synthetic), "given_outliers": len(given_outliers), "steps": record.steps, "seconds": record.seconds,
+        "training": {"examples": len(texts), "masked_copies": len(masked_texts), "synthetic_outliers": len(synthetic), "given_outliers": len(given_outliers), "steps": record.steps, "seconds": record.seconds,
                      "epochs": [{"epoch": e.epoch, "loss": e.loss, "seconds": e.seconds, "dev_accuracy": e.dev.get("accuracy")}
                                 for e in record.epochs]},
     })

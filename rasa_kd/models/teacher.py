@@ -91,7 +91,7 @@ class TeacherSettings:
         batch_size = self.batch_size or (16 if small else 32)
         epochs = self.epochs
         if epochs is None:
-            # Out-of-scope sentences share the epochs: a bot below 10 epochs' worth of steps keeps its budget, a large one pays.
+            # Out-of-scope sentences and masked copies share the epochs: a bot below 10 epochs' worth of steps keeps its budget, a large one pays.
             steps_per_epoch = max(1, math.ceil((count + self.outlier_count(count) + self.masked_count(count)) / batch_size))
             epochs = min(30, max(10, math.ceil(TARGET_STEPS / steps_per_epoch)))
         # A few hundred sentences move few of the 30,522 embedding rows, and their gradient and AdamW update
@@ -102,7 +102,6 @@ class TeacherSettings:
     def outlier_count(self, count: int) -> int:
         """Synthetic out-of-scope sentences the teacher trains on beside ``count`` training examples."""
         return int(round(self.outliers * count))
-
 
     def masked_count(self, count: int) -> int:
         """Masked copies of training sentences the teacher trains on beside ``count`` training examples."""
