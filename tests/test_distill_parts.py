@@ -6,6 +6,7 @@ import pytest
 
 from rasa_kd.distill.augment import MASK, RuleAugmenter, WordNeighbours
 from rasa_kd.distill.config import RuleAugmentation, TransferSetSettings, load_config, parse_override
+from rasa_kd.distill.streaming import TransferSetFile
 from rasa_kd.distill.transfer_set import TransferSet, build_transfer_set
 from rasa_kd.errors import ConfigError, DataError
 from tests.tiny_models import DEV_EXAMPLES, intent_pairs
@@ -94,6 +95,25 @@ def test_rules_are_repeatable_with_a_seed():
     assert runs[0] == runs[1]
 
 
+def test_a_rule_made_sentence_comes_with_its_masked_words_shown():
+    settings = RuleAugmentation(mask_prob=0.4, replace_prob=0.3, ngram_prob=0.5, neighbours=2)
+    make = lambda: RuleAugmenter(settings, WordNeighbours(VOCAB, embeddings(), 2), np.random.default_rng(5))  # noqa: E731
+    sentences = ["hello pizza hi there friend", "hey pie pizza hello big"] * 20
+    plain, paired = make(), make()
+    pairs = [paired.pair(s) for s in sentences]
+    assert [plain(s) for s in sentences] == [text for text, _ in pairs]  # the same draws: the same sentences
+    assert any(MASK in text for text, _ in pairs) and all(MASK not in shown for _, shown in pairs)
+    for sentence, (text, shown) in zip(sentences, pairs):
+        words, shown_words = text.split(), shown.split()
+        assert len(words) == len(shown_words)
+        for word, shown_word in zip(words, shown_words):
+            assert shown_word == word or (word == MASK and shown_word in sentence.split())
+    # without swaps, the shown sentence is the original or the same cut of it
+    no_swaps = RuleAugmenter(RuleAugmentation(mask_prob=0.5, replace_prob=0.0, ngram_prob=0.5), None, np.random.default_rng(1))
+    for sentence in sentences:
+        assert f" {no_swaps.pair(sentence)[1]} " in f" {sentence} "
+
+
 def test_ngram_bounds_are_checked():
     with pytest.raises(ConfigError, match="'transfer_set.rules.ngram_min' \\(4\\) must not exceed 'ngram_max' \\(2\\)"):
         RuleAugmenter(RuleAugmentation(ngram_min=4, ngram_max=2), None, np.random.default_rng(0))
@@ -135,6 +155,28 @@ def test_size_multiplier_unlabelled_file_and_saturation(tmp_path):
     assert transfer.stats["target_size"] == 72
     assert transfer.stats["by_source"]["unlabelled"] == 2 and transfer.stats["dropped_duplicates"] == {"unlabelled": 1}
     assert len(transfer) == 38  # nothing to augment with: it stops short and says so in the stats
+
+
+def test_with_label_unmasked_the_teacher_reads_a_masked_sentence_with_its_words_shown(tmp_path):
+    texts, intents = intent_pairs()
+    settings = TransferSetSettings(size=200)
+    settings.rules.label_unmasked = True
+    transfer = build_transfer_set(texts, intents, [], settings, rule_augmenter=simple_rules())
+    assert transfer.texts == build_transfer_set(texts, intents, [], TransferSetSettings(size=200), rule_augmenter=simple_rules()).texts
+    masked = [i for i, t in enumerate(transfer.texts) if MASK in t]
+    assert masked and transfer.stats["labelled_unmasked"] == len(masked)
+    read = transfer.labelled_texts()
+    for i, (text, shown) in enumerate(zip(transfer.texts, transfer.teacher_texts)):
+        assert (shown is not None) == (i in masked)
+        if shown is not None:
+            assert MASK not in shown and len(shown.split()) == len(text.split()) and read[i] == shown
+        else:
+            assert read[i] == text
+    transfer.save(tmp_path / "ts.jsonl")
+    assert TransferSet.load(tmp_path / "ts.jsonl").teacher_texts == transfer.teacher_texts
+    streamed = TransferSetFile(tmp_path / "ts.jsonl", teacher_texts=True)
+    assert list(streamed) == read and streamed[masked[0]] == read[masked[0]]
+    assert list(TransferSetFile(tmp_path / "ts.jsonl")) == transfer.texts
 
 
 def test_transfer_set_round_trip_and_bad_rows(tmp_path):

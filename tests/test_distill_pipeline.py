@@ -265,6 +265,22 @@ def test_a_different_teacher_or_transfer_set_gets_its_own_cache(bilstm_run, tmp_
     assert first.cache_dir != second.cache_dir and second.reused_shards == 0
 
 
+def test_with_label_unmasked_a_masked_sentence_gets_the_teachers_logits_on_its_words(tmp_path, data, tiny_bert_dir, bilstm_run):
+    config = tiny_config(data, tiny_bert_dir, **{"teacher.path": str(bilstm_run[0] / "teacher"),
+                                                "transfer_set.rules.label_unmasked": True})
+    run = pipeline.Distillation(config, tmp_path / "out", progress=False)
+    run.run_stage("teacher")  # the fixture's teacher, copied
+    transfer, logits = run.run_stage("augment"), run.run_stage("label").logits
+    masked = [i for i, text in enumerate(transfer.texts) if "[MASK]" in text]
+    assert masked and all(transfer.teacher_texts[i] for i in masked)
+    teacher = Teacher.load(bilstm_run[0] / "teacher")
+    shown = teacher.logits([transfer.teacher_texts[i] for i in masked])
+    np.testing.assert_allclose(logits[masked], shown, atol=1e-4)
+    assert np.abs(teacher.logits([transfer.texts[i] for i in masked]) - shown).max() > 1e-3  # what the default would label
+    kept = [i for i in range(len(transfer)) if i not in set(masked)][:50]
+    np.testing.assert_allclose(logits[kept], teacher.logits([transfer.texts[i] for i in kept]), atol=1e-4)
+
+
 # --- the command line ----------------------------------------------------------------------------
 
 

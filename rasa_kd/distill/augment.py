@@ -5,7 +5,7 @@ project's dependencies, so a word is replaced with one of its nearest neighbours
 teacher's whole-word WordPiece embeddings, which also tends to keep the part of speech and often the
 sense. Only alphabetic words that are a single WordPiece are replaced; the rest are kept.
 """
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -66,28 +66,35 @@ class RuleAugmenter:
 
     def __call__(self, sentence: str, same_intent: Sequence[str] = ()) -> str:
         """A new sentence from ``sentence``; ``same_intent`` holds sentences it may be spliced with."""
+        return self.pair(sentence, same_intent)[0]
+
+    def pair(self, sentence: str, same_intent: Sequence[str] = ()) -> Tuple[str, str]:
+        """The new sentence and the same sentence with its masked words shown (the same draws of the generator)."""
         s = self.settings
         words = sentence.split()
         if s.recombine_prob and len(same_intent) > 1 and self.rng.random() < s.recombine_prob:
             words = self._splice(words, same_intent[self.rng.integers(len(same_intent))].split())
         out: List[str] = []
+        shown: List[str] = []
         for word in words:
             draw = self.rng.random()
             if draw < s.mask_prob:
                 out.append(MASK)
-            elif draw < s.mask_prob + s.replace_prob and self.neighbours is not None:
+                shown.append(word)
+                continue
+            if draw < s.mask_prob + s.replace_prob and self.neighbours is not None:
                 options = self.neighbours(word)
                 out.append(options[self.rng.integers(len(options))] if options else word)
             elif s.typo_prob and len(word) > 2 and self.rng.random() < s.typo_prob:
                 out.append(self._typo(word))
             else:
                 out.append(word)
+            shown.append(out[-1])
         if len(out) > 1 and self.rng.random() < s.ngram_prob:
             n = int(self.rng.integers(s.ngram_min, min(s.ngram_max, len(out)) + 1))
             start = int(self.rng.integers(0, len(out) - n + 1))
-            out = out[start : start + n]
-        return " ".join(out)
-
+            out, shown = out[start : start + n], shown[start : start + n]
+        return " ".join(out), " ".join(shown)
 
     def _splice(self, words: List[str], other: List[str]) -> List[str]:
         """The start of one sentence and the end of another of the same intent."""

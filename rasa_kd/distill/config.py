@@ -56,6 +56,9 @@ class RuleAugmentation:
     """Tang et al. 2019: per word, mask with p_mask, else replace with p_replace; then n-gram sampling."""
 
     mask_prob: float = setting(0.1, "chance a word becomes [MASK] ([UNK] for the student)", number(0.0, 1.0))
+    label_unmasked: bool = setting(False, "the teacher labels a rule-made sentence with its masked words shown (the "
+                                   "student still reads [MASK]): a teacher trained on outliers reads [MASK]s as out of scope",
+                                   boolean())
     replace_prob: float = setting(
         0.1, "chance a word is replaced by a WordPiece-embedding neighbour (the paper's POS-guided swap)", number(0.0, 1.0)
     )

@@ -290,8 +290,8 @@ class Distillation:
                                       out_of_scope=read_out_of_scope(Path(given), "teacher.out_of_scope_file") if given else ())
         if shuffled:
             order = np.random.default_rng(ts_settings.random_seed + 2).permutation(len(transfer))
-            transfer = TransferSet([transfer.texts[i] for i in order], [transfer.sources[i] for i in order],
-                                   [transfer.intents[i] for i in order], {**transfer.stats, "shuffled": True})
+            transfer = transfer.reordered(order)
+            transfer.stats["shuffled"] = True
         transfer.save(run.transfer_set)
         self._file = None
         stats = {**transfer.stats, "kept_back_for_threshold": len(kept_back), "augmentation": ts_settings.augmentation, "settings": dataclasses.asdict(ts_settings),
@@ -345,9 +345,10 @@ class Distillation:
 
     def _label_stage(self):
         from rasa_kd.distill.labelling import label_transfer_set
+        from rasa_kd.distill.streaming import TransferSetFile
 
         teacher, run, streamed = self.saved_teacher(), self.run, self.streamed
-        texts = self.transfer_file() if streamed else self.saved_transfer_set().texts
+        texts = TransferSetFile(run.transfer_set, teacher_texts=True) if streamed else self.saved_transfer_set().labelled_texts()
         settings = self.config.labelling
         result = label_transfer_set(teacher, texts, run.cache(self.config), settings.batch_size, settings.shard_size,
                                     self.progress, claim_timeout=60.0 * settings.claim_minutes, keep_logits=not streamed,

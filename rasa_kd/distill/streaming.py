@@ -32,14 +32,16 @@ logger = logging.getLogger(__name__)
 class TransferSetFile(Sequence):
     """The sentences of a transfer-set file (JSON lines: text, source, intent), read from disk on demand.
 
-    Indexing and slicing return texts; :meth:`rows` returns ``(text, intent)`` pairs. One pass at
-    construction counts the lines and remembers where every ``STRIDE``-th begins.
+    Indexing and slicing return texts (with ``teacher_texts``, what the teacher reads to label each one);
+    :meth:`rows` returns ``(text, intent)`` pairs. One pass at construction counts the lines and remembers
+    where every ``STRIDE``-th begins.
     """
 
     STRIDE = 1024
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, teacher_texts: bool = False):
         self.path = Path(path)
+        self.teacher_texts = teacher_texts
         if not self.path.is_file():
             raise DataError(f"transfer set {self.path} does not exist; run `rasa-kd augment` first")
         offsets, count, position = [], 0, 0
@@ -84,7 +86,8 @@ class TransferSetFile(Sequence):
                     continue
                 try:
                     row = json.loads(line)
-                    result.append((row["text"], row.get("intent")))
+                    text = (row.get("teacher_text") or row["text"]) if self.teacher_texts else row["text"]
+                    result.append((text, row.get("intent")))
                 except (ValueError, KeyError, TypeError) as error:
                     raise DataError(f"{self.path}, line {number + 1}: not a transfer-set row ({error})") from None
         return result

@@ -31,17 +31,33 @@ class TransferSet:
     sources: List[str] = field(default_factory=list)
     intents: List[Optional[str]] = field(default_factory=list)  # gold intent of training sentences
     stats: Dict = field(default_factory=dict)
+    # What the teacher reads to label a sentence, where that is not the sentence (``transfer_set.rules.label_unmasked``).
+    teacher_texts: List[Optional[str]] = field(default_factory=list)
+
+    def __post_init__(self):
+        if not self.teacher_texts:
+            self.teacher_texts = [None] * len(self.texts)
 
     def __len__(self) -> int:
         return len(self.texts)
 
+    def labelled_texts(self) -> List[str]:
+        """The sentences the teacher labels, one per transfer sentence."""
+        return [t if shown is None else shown for t, shown in zip(self.texts, self.teacher_texts)]
+
+    def reordered(self, order: Sequence[int]) -> "TransferSet":
+        """The same rows in ``order``."""
+        return TransferSet([self.texts[i] for i in order], [self.sources[i] for i in order],
+                           [self.intents[i] for i in order], dict(self.stats), [self.teacher_texts[i] for i in order])
+
     def save(self, path: Path) -> None:
-        """One JSON object per line (text, source, intent), written atomically."""
+        """One JSON object per line (text, source, intent, and teacher_text where set), written atomically."""
         from rasa_kd.io_utils import write_text
 
         lines = (
-            json.dumps({"text": t, "source": s, "intent": i}, ensure_ascii=False)
-            for t, s, i in zip(self.texts, self.sources, self.intents)
+            json.dumps({"text": t, "source": s, "intent": i, **({} if shown is None else {"teacher_text": shown})},
+                       ensure_ascii=False)
+            for t, s, i, shown in zip(self.texts, self.sources, self.intents, self.teacher_texts)
         )
         write_text(path, "".join(line + "\n" for line in lines))
 
@@ -61,6 +77,7 @@ class TransferSet:
                 result.texts.append(text)
                 result.sources.append(source)
                 result.intents.append(intent)
+                result.teacher_texts.append(row.get("teacher_text"))
         return result
 
 
@@ -78,7 +95,8 @@ class _Builder:
     def full(self) -> bool:
         return len(self.result) >= self.target
 
-    def add(self, text: str, source: str, intent: Optional[str] = None, check_held_out: bool = True) -> bool:
+    def add(self, text: str, source: str, intent: Optional[str] = None, check_held_out: bool = True,
+            teacher_text: Optional[str] = None) -> bool:
         text = " ".join(text.split())
         key = sentence_key(text)
         if not key:
@@ -94,19 +112,23 @@ class _Builder:
         self.result.texts.append(text)
         self.result.sources.append(source)
         self.result.intents.append(intent)
+        shown = None if teacher_text is None else " ".join(teacher_text.split())
+        self.result.teacher_texts.append(None if shown == text else shown)
         return True
 
-    def fill(self, source: str, generate: Callable[[int], List[str]], quota: int, patience: int = 20) -> int:
-        """Add generated sentences until ``quota`` were added or generation stops finding new ones."""
+    def fill(self, source: str, generate: Callable[[int], List], quota: int, patience: int = 20) -> int:
+        """Add generated sentences until ``quota`` were added or generation stops finding new ones. A generator
+        returns sentences, or ``(sentence, what the teacher reads)`` pairs."""
         added, fruitless = 0, 0
         while added < quota and not self.full and fruitless < patience:
             wanted = min(quota - added, self.target - len(self.result))
             batch = generate(max(wanted, 16))
             new = 0
-            for text in batch:
+            for item in batch:
                 if added >= quota or self.full:
                     break
-                if self.add(text, source):
+                text, shown = (item, None) if isinstance(item, str) else item
+                if self.add(text, source, teacher_text=shown):
                     added += 1
                     new += 1
             fruitless = 0 if new else fruitless + 1
@@ -176,8 +198,8 @@ def build_transfer_set(
     same_intent = [by_intent[intent] for _, intent in kept]
     generators = []
     if "rules" in settings.augmentation and rule_augmenter is not None:
-        generators.append(("rules", lambda n: [rule_augmenter(kept_train[i], same_intent[i])
-                                               for i in rng.integers(0, len(kept_train), n)]))
+        make = rule_augmenter.pair if settings.rules.label_unmasked else rule_augmenter
+        generators.append(("rules", lambda n: [make(kept_train[i], same_intent[i]) for i in rng.integers(0, len(kept_train), n)]))
     if "gpt2" in settings.augmentation and gpt2_generator is not None:
         generators.append(("gpt2", gpt2_generator))
     for position, (source, generate) in enumerate(generators):
@@ -193,6 +215,7 @@ def build_transfer_set(
         "size": len(result),
         "target_size": target,
         "by_source": {source: counts.get(source, 0) for source in SOURCES},
+        "labelled_unmasked": sum(shown is not None for shown in result.teacher_texts),
         "training_sentences": len(train_texts),
         "training_sentences_kept": train_kept,
         "dropped_dev_test": dict(builder.dropped_held_out),
