@@ -62,7 +62,8 @@ def thresholds(work: Path, name: str) -> dict:
         run = Distillation(load_config(work / kind / "config.yml", {}), work / kind, progress=False)
         if "calibration" not in student.record:
             run.calibrate_student(student, teacher)
-        _, held, copies = run.calibration_sentences(teacher)
+        _, held, pairs = run.calibration_sentences(teacher)
+        copies = [text for text, _ in pairs]
         held_conf, copies_conf = np.asarray(conf.top_intents(student, held)[1]), np.asarray(conf.top_intents(student, copies)[1])
         test_conf = np.asarray(conf.top_intents(student, texts)[1])
         oos_conf = np.asarray(conf.top_intents(student, oos)[1]) if oos else None

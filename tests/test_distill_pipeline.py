@@ -279,6 +279,13 @@ def test_with_label_unmasked_a_masked_sentence_gets_the_teachers_logits_on_its_w
     assert np.abs(teacher.logits([transfer.texts[i] for i in masked]) - shown).max() > 1e-3  # what the default would label
     kept = [i for i in range(len(transfer)) if i not in set(masked)][:50]
     np.testing.assert_allclose(logits[kept], teacher.logits([transfer.texts[i] for i in kept]), atol=1e-4)
+    # The student's temperature is fitted against the teacher reading its calibration copies the same way.
+    copies = run.calibration_sentences(teacher)[2]
+    masked_copies = [(text, shown) for text, shown in copies if "[MASK]" in text]
+    assert masked_copies and all("[MASK]" not in shown and len(shown.split()) == len(text.split()) for text, shown in masked_copies)
+    default = pipeline.Distillation(tiny_config(data, tiny_bert_dir), tmp_path / "default", progress=False)
+    assert [text for text, _ in default.calibration_sentences(teacher)[2]] == [text for text, _ in copies]
+    assert all(text == shown for text, shown in default.calibration_sentences(teacher)[2])
 
 
 # --- the command line ----------------------------------------------------------------------------

@@ -479,17 +479,19 @@ class Distillation:
         if not texts:
             logger.info("student: no held-out sentences to calibrate on; temperature 1")
             return None
-        sentences = texts + copies
+        sentences = texts + [text for text, _ in copies]
+        read = texts + [shown for _, shown in copies]  # the teacher reads copies as it read the transfer set
         student.temperature = 1.0
-        temperature = conf.fit_temperature(student.logits(sentences), softmax(teacher.logits(sentences)))
+        temperature = conf.fit_temperature(student.logits(sentences), softmax(teacher.logits(read)))
         student.temperature = temperature
         logger.info("student: temperature %.3f matches its confidences to the teacher's on %d sentences (%s and copies)",
                     temperature, len(sentences), split)
         return {"temperature": temperature, "fitted_on": split, "messages": len(texts), "sentences": len(sentences)}
 
-    def calibration_sentences(self, teacher) -> Tuple[str, List[str], List[str]]:
+    def calibration_sentences(self, teacher) -> Tuple[str, List[str], List[Tuple[str, str]]]:
         """The split the student never trained on (dev, else the examples kept back for the threshold), its
-        sentences, and CALIBRATION_COPIES rule-made copies per sentence drawn among them (at most CALIBRATION_MAX)."""
+        sentences, and CALIBRATION_COPIES rule-made copies per sentence drawn among them (at most CALIBRATION_MAX),
+        each with what the teacher reads of it (its masked words shown with ``transfer_set.rules.label_unmasked``)."""
         split, texts = self._student_held_out()
         if not texts:
             return split, [], []
@@ -497,7 +499,8 @@ class Distillation:
         rng = np.random.default_rng(settings.random_seed + 3)
         augmenter = _rule_augmenter(teacher, settings.rules, rng)
         count = min(CALIBRATION_COPIES * len(texts), CALIBRATION_MAX)
-        return split, list(texts), [augmenter(texts[i]) for i in rng.integers(0, len(texts), size=count)]
+        pairs = [augmenter.pair(texts[i]) for i in rng.integers(0, len(texts), size=count)]
+        return split, list(texts), [(text, shown if settings.rules.label_unmasked else text) for text, shown in pairs]
 
     def _student_threshold(self, student) -> Optional[dict]:
         """The student's threshold: keeping 95% of its answers on dev, else all of them on the examples kept out
