@@ -159,9 +159,9 @@ def test_size_multiplier_unlabelled_file_and_saturation(tmp_path):
 
 def test_with_label_unmasked_the_teacher_reads_a_masked_sentence_with_its_words_shown(tmp_path):
     texts, intents = intent_pairs()
-    settings = TransferSetSettings(size=200)
-    settings.rules.label_unmasked = True
-    transfer = build_transfer_set(texts, intents, [], settings, rule_augmenter=simple_rules())
+    rules = simple_rules()
+    rules.settings = dataclasses.replace(rules.settings, label_unmasked=True)  # the augmenter's rules decide, as in a run
+    transfer = build_transfer_set(texts, intents, [], TransferSetSettings(size=200), rule_augmenter=rules)
     assert transfer.texts == build_transfer_set(texts, intents, [], TransferSetSettings(size=200), rule_augmenter=simple_rules()).texts
     masked = [i for i, t in enumerate(transfer.texts) if MASK in t]
     assert masked and transfer.stats["labelled_unmasked"] == len(masked)

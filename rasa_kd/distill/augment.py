@@ -68,6 +68,12 @@ class RuleAugmenter:
         """A new sentence from ``sentence``; ``same_intent`` holds sentences it may be spliced with."""
         return self.pair(sentence, same_intent)[0]
 
+    def for_teacher(self, sentence: str, same_intent: Sequence[str] = ()) -> Tuple[str, str]:
+        """The new sentence and what the teacher reads to label it: the sentence itself, or with ``label_unmasked``
+        its masked words shown."""
+        text, shown = self.pair(sentence, same_intent)
+        return text, shown if self.settings.label_unmasked else text
+
     def pair(self, sentence: str, same_intent: Sequence[str] = ()) -> Tuple[str, str]:
         """The new sentence and the same sentence with its masked words shown (the same draws of the generator)."""
         s = self.settings

@@ -345,10 +345,9 @@ class Distillation:
 
     def _label_stage(self):
         from rasa_kd.distill.labelling import label_transfer_set
-        from rasa_kd.distill.streaming import TransferSetFile
 
         teacher, run, streamed = self.saved_teacher(), self.run, self.streamed
-        texts = TransferSetFile(run.transfer_set, teacher_texts=True) if streamed else self.saved_transfer_set().labelled_texts()
+        texts = self.transfer_file().teacher_view() if streamed else self.saved_transfer_set().labelled_texts()
         settings = self.config.labelling
         result = label_transfer_set(teacher, texts, run.cache(self.config), settings.batch_size, settings.shard_size,
                                     self.progress, claim_timeout=60.0 * settings.claim_minutes, keep_logits=not streamed,
@@ -499,8 +498,7 @@ class Distillation:
         rng = np.random.default_rng(settings.random_seed + 3)
         augmenter = _rule_augmenter(teacher, settings.rules, rng)
         count = min(CALIBRATION_COPIES * len(texts), CALIBRATION_MAX)
-        pairs = [augmenter.pair(texts[i]) for i in rng.integers(0, len(texts), size=count)]
-        return split, list(texts), [(text, shown if settings.rules.label_unmasked else text) for text, shown in pairs]
+        return split, list(texts), [augmenter.for_teacher(texts[i]) for i in rng.integers(0, len(texts), size=count)]
 
     def _student_threshold(self, student) -> Optional[dict]:
         """The student's threshold: keeping 95% of its answers on dev, else all of them on the examples kept out

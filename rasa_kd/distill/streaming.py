@@ -12,6 +12,7 @@ The price is the batch order: an epoch visits the shards in a random order and s
 shard (length-grouped, as in memory), rather than shuffling the whole set. The augment stage writes
 the transfer set in a shuffled order, so a shard is a sample of the whole set, not one intent's slice.
 """
+import copy
 import hashlib
 import json
 import logging
@@ -56,6 +57,12 @@ class TransferSetFile(Sequence):
 
     def __len__(self) -> int:
         return self._count
+
+    def teacher_view(self) -> "TransferSetFile":
+        """The same file, its texts read as the teacher labels them (its line index shared, not read again)."""
+        view = copy.copy(self)
+        view.teacher_texts = True
+        return view
 
     def __getitem__(self, index):
         if isinstance(index, slice):

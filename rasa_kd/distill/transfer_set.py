@@ -198,8 +198,8 @@ def build_transfer_set(
     same_intent = [by_intent[intent] for _, intent in kept]
     generators = []
     if "rules" in settings.augmentation and rule_augmenter is not None:
-        make = rule_augmenter.pair if settings.rules.label_unmasked else rule_augmenter
-        generators.append(("rules", lambda n: [make(kept_train[i], same_intent[i]) for i in rng.integers(0, len(kept_train), n)]))
+        generators.append(("rules", lambda n: [rule_augmenter.for_teacher(kept_train[i], same_intent[i])
+                                               for i in rng.integers(0, len(kept_train), n)]))
     if "gpt2" in settings.augmentation and gpt2_generator is not None:
         generators.append(("gpt2", gpt2_generator))
     for position, (source, generate) in enumerate(generators):
