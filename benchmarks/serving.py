@@ -29,6 +29,10 @@ from pathlib import Path
 os.environ["RASA_TELEMETRY_ENABLED"] = "false"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from rasa_kd.openblas import choose_kernels  # noqa: E402
+
+choose_kernels()  # before NumPy loads: kernels this CPU runs well (rasa_kd/openblas.py)
+
 import yaml  # noqa: E402
 
 from rasa_kd.io_utils import write_json, write_text  # noqa: E402

@@ -19,6 +19,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from rasa_kd.openblas import choose_kernels, kernels_in_use  # noqa: E402
+
+choose_kernels()  # before NumPy loads: kernels this CPU runs well (rasa_kd/openblas.py)
+
 from rasa_kd.data.nlu_yaml import load_intent_examples  # noqa: E402
 from rasa_kd.io_utils import write_json  # noqa: E402
 from run_task import batch_1_in_blocks  # noqa: E402  (benchmarks/ is on the path when run as a script)
@@ -53,7 +57,8 @@ def main() -> int:
         rows.append({"model": name, "p50_ms": round(p50, 3), "speedup_vs_teacher": round(teacher / p50, 2), "params": params})
         print(f"{name}: p50 {p50:.3f} ms, {teacher / p50:.1f}x faster than the teacher" + (f", {params:,} parameters" if params else ""))
     write_json(args.output, {"date": datetime.date.today().isoformat(), "sentences": str(args.sentences),
-                             "command": " ".join(["python", "benchmarks/student_latency.py", *sys.argv[1:]]), "rows": rows})
+                             "command": " ".join(["python", "benchmarks/student_latency.py", *sys.argv[1:]]),
+                             "openblas_kernels": kernels_in_use(), "rows": rows})
     return 0
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from rasa_kd.errors import RasaKDError
+from rasa_kd.openblas import choose_kernels
 
 # Loggers of libraries that announce things on import or on first use (TensorFlow, absl, Transformers,
 # h5py, Rasa's own): shown from ERROR up unless --verbose.
@@ -190,6 +191,7 @@ def configure_output(verbose: bool) -> None:
 def main(argv: Optional[List[str]] = None) -> int:
     os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # every model is a local folder
+    choose_kernels()  # before NumPy loads (rasa_kd/openblas.py)
     args = build_parser().parse_args(argv)
     configure_output(args.verbose)
     try:

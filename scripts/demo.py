@@ -21,6 +21,10 @@ from pathlib import Path
 os.environ["RASA_TELEMETRY_ENABLED"] = "false"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from rasa_kd.openblas import choose_kernels  # noqa: E402
+
+choose_kernels()  # before NumPy loads: kernels this CPU runs well here and in the rasa processes it starts
+
 from rasa_process import LoggedRun, rasa_server  # noqa: E402  (scripts/rasa_process.py)
 
 ROOT = Path(__file__).resolve().parents[1]

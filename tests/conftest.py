@@ -5,6 +5,10 @@ os.environ["RASA_TELEMETRY_ENABLED"] = "false"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from rasa_kd.openblas import choose_kernels  # noqa: E402
+
+choose_kernels()  # as rasa-kd's commands do: NumPy's OpenBLAS with kernels this CPU runs well
+
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from rasa_kd import cli
+from rasa_kd import cli, openblas
 from rasa_kd.distill import pipeline
 from rasa_kd.distill.config import load_config
 from rasa_kd.distill.labelling import label_transfer_set
@@ -57,6 +57,8 @@ def test_distill_writes_every_output(bilstm_run):
     assert set(metrics["stages"]) == {"teacher", "augment", "label", "student", "evaluate"}
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["ratios"]["params"] == pytest.approx(metrics["teacher"]["params"] / metrics["student"]["params"])
+    # The latencies above depend on NumPy's BLAS kernels: the record says which ran (NumPy's wheels bundle OpenBLAS).
+    assert saved["openblas_kernels"] is not None and saved["openblas_kernels"] == openblas.kernels_in_use()
     report = (out / "report.md").read_text()
     assert "| student | test (9) |" in report and "![Training curves](plots/training.png)" in report
     assert "a perfectly calibrated model with the same confidences shows on 9 messages" in report

@@ -37,6 +37,7 @@ from rasa_kd.distill.config import DistillConfig, save_config
 from rasa_kd.distill.transfer_set import threshold_holdout
 from rasa_kd.errors import ConfigError, DataError, ModelLoadError
 from rasa_kd.io_utils import atomic_directory, read_json, sha256_file, write_json
+from rasa_kd.openblas import kernels_in_use
 from rasa_kd.provenance import fingerprint, package_versions
 
 logger = logging.getLogger(__name__)
@@ -558,6 +559,7 @@ class Distillation:
         metrics = {
             "date": datetime.date.today().isoformat(),
             "versions": package_versions(),
+            "openblas_kernels": kernels_in_use(),  # the students' latency depends on them (rasa_kd/openblas.py)
             "teacher": {"params": params["teacher"], "size_bytes": sizes["teacher"], "scores": scores["teacher"],
                         "latency_ms": latency["teacher"], "fingerprint": teacher.fingerprint},
             "student": {"kind": student.kind, "params": params["student"], "size_bytes": sizes["student"],

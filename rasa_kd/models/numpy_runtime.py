@@ -12,6 +12,8 @@ from typing import ContextManager, Optional
 
 import numpy as np
 
+from rasa_kd.openblas import warn_if_generic_kernels
+
 try:  # exact GELU, as BERT's "gelu"
     from scipy.special import erf as _erf
 except ImportError:  # pragma: no cover - scipy comes with Rasa
@@ -284,4 +286,5 @@ def _norm_columns(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float
 def numpy_runtime(kind: str, network, trained_rows: Optional[int] = None):
     """The NumPy forward pass for a student network of ``kind`` (``trained_rows``: ids below it are the
     trained vocabulary, the rows a BiLSTM prepares at load)."""
+    warn_if_generic_kernels()
     return NumpyBiLSTM(network, eager_rows=trained_rows) if kind == "bilstm" else NumpyBert(network)
