@@ -70,7 +70,7 @@ def generic_kernels_message(kernels: Optional[str], flags: Iterable[str], enviro
         return None
     given = f" (though {VARIABLE}={environ[VARIABLE]} is set)" if VARIABLE in environ else ""
     return (f"NumPy's OpenBLAS runs its generic {kernels} kernels on this CPU, which has "
-            f"{'AVX-512' if suited == 'SkylakeX' else 'AVX2'}{given}: students answer several times slower. "
+            f"{'AVX-512' if suited == 'SkylakeX' else 'AVX2'}{given}: students answer about twice as slowly. "
             f"Start the server with {VARIABLE}={suited} in its environment (e.g. `{VARIABLE}={suited} rasa run ...`).")
 
 
