@@ -74,13 +74,22 @@ def generic_kernels_message(kernels: Optional[str], flags: Iterable[str], enviro
             f"Start the server with {VARIABLE}={suited} in its environment (e.g. `{VARIABLE}={suited} rasa run ...`).")
 
 
-def kernels_in_use() -> Optional[str]:
-    """The kernels of the OpenBLAS loaded in this process (OpenBLAS's name, e.g. "SkylakeX"), or None without one."""
+@functools.lru_cache(maxsize=None)
+def blas_controller():
+    """threadpoolctl's handle on the BLAS libraries loaded in this process (NumPy's), or None without threadpoolctl.
+    Ask it only once NumPy is loaded: it sees the libraries loaded when it is first made."""
     try:
-        from threadpoolctl import threadpool_info
+        from threadpoolctl import ThreadpoolController
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn, a Rasa dependency
         return None
-    return next((lib.get("architecture") for lib in threadpool_info() if lib.get("internal_api") == "openblas"), None)
+    return ThreadpoolController().select(user_api="blas")
+
+
+def kernels_in_use() -> Optional[str]:
+    """The kernels of the OpenBLAS loaded in this process (OpenBLAS's name, e.g. "SkylakeX"), or None without one."""
+    controller = blas_controller()
+    libraries = controller.lib_controllers if controller is not None else []
+    return next((lib.architecture for lib in libraries if lib.internal_api == "openblas"), None)
 
 
 @functools.lru_cache(maxsize=1)

@@ -6,27 +6,17 @@ time. These classes copy the trained weights once and compute the same function 
 NumPy calls per token or layer; tests check they agree with the TensorFlow models to 1e-4.
 """
 import contextlib
-import functools
 import threading
 from typing import ContextManager, Optional
 
 import numpy as np
 
-from rasa_kd.openblas import warn_if_generic_kernels
+from rasa_kd.openblas import blas_controller, warn_if_generic_kernels
 
 try:  # exact GELU, as BERT's "gelu"
     from scipy.special import erf as _erf
 except ImportError:  # pragma: no cover - scipy comes with Rasa
     _erf = np.vectorize(__import__("math").erf, otypes=[np.float32])
-
-
-@functools.lru_cache(maxsize=None)
-def _blas_controller():
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn, a Rasa dependency
-        return None
-    return ThreadpoolController().select(user_api="blas")
 
 
 def limit_blas_threads(threads: Optional[int]) -> ContextManager:
@@ -36,7 +26,7 @@ def limit_blas_threads(threads: Optional[int]) -> ContextManager:
     (BiLSTM student, one sentence): idle machine, all threads p50 0.20 ms vs one thread 0.28 ms; every
     core busy with other processes, all threads p50 1.36 / p99 24.9 ms vs one thread 0.29 / 2.3 ms.
     """
-    controller = _blas_controller() if threads is not None else None
+    controller = blas_controller() if threads is not None else None
     if controller is None or not controller.lib_controllers:
         return contextlib.nullcontext()
     return controller.limit(limits=threads)
