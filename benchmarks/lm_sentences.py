@@ -29,12 +29,19 @@ from pathlib import Path
 
 import yaml
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rasa_kd.io_utils import write_json, write_text  # noqa: E402  (stdlib only: loads in the LM's environment)
+
 ENTITY = re.compile(r"\[([^\]]*)\]\([^)]*\)|\[([^\]]*)\]\{[^}]*\}")
 PROMPT = "Messages that users sent to a chatbot, all asking for the same thing in different words:\n"
 
 
 def read_intents(path: Path) -> dict:
-    """Intent -> its training sentences (entity markup removed) from a Rasa NLU YAML file."""
+    """Intent -> its training sentences (entity markup removed) from a Rasa NLU YAML file.
+
+    Not rasa_kd.data.nlu_yaml: that reads through Rasa's loader, which the LM's environment does not have."""
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     intents = {}
     for block in data.get("nlu", []):
@@ -92,12 +99,10 @@ def main() -> None:
     llm = Llama(model_path=str(gguf), n_ctx=1024, n_threads=2, seed=args.seed, verbose=False)
     start = time.time()
     made = generate(llm, read_intents(args.train), args.per_intent, args.seed, args.temperature)
-    partial = args.out.with_name(args.out.name + ".partial")
-    partial.write_text("".join(text + "\n" for text in made), encoding="utf-8")
-    partial.replace(args.out)
+    write_text(args.out, "".join(text + "\n" for text in made))
     record = {"train": str(args.train), "sentences": len(made), "seconds": round(time.time() - start, 1),
               "per_intent": args.per_intent, "seed": args.seed, "temperature": args.temperature, "gguf": Path(gguf).name}
-    args.out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    write_json(args.out.with_suffix(".json"), record)
     print(json.dumps(record))
 
 
