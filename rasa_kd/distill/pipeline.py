@@ -281,13 +281,14 @@ class Distillation:
         if "rules" in ts_settings.augmentation:
             rules = _rule_augmenter(teacher, ts_settings.rules, rng)
         gpt2 = _gpt2_generator(ts_settings, train[0], self.progress) if "gpt2" in ts_settings.augmentation else None
+        lm_made = _lm_sentences(ts_settings, *train, self.progress) if ts_settings.lm.per_intent else []
         outliers = None
         if ts_settings.outliers:
             outliers = OutlierMaker(*train, teacher.tokenizer.get_vocab(), np.random.default_rng(ts_settings.random_seed + 1),
                                     words=STUDENT_WORDS)
         given = self.config.teacher.out_of_scope_file
         transfer = build_transfer_set(*train, held_out, ts_settings, rule_augmenter=rules, gpt2_generator=gpt2,
-                                      outlier_maker=outliers,
+                                      outlier_maker=outliers, lm_sentences=lm_made,
                                       out_of_scope=read_out_of_scope(Path(given), "teacher.out_of_scope_file") if given else ())
         if shuffled:
             order = np.random.default_rng(ts_settings.random_seed + 2).permutation(len(transfer))
@@ -700,6 +701,25 @@ def _gpt2_generator(settings, train_texts: List[str], progress: bool) -> Callabl
     return lambda n: sample_sentences(lm, tokenizer, n, settings.gpt2, settings.random_seed + next(calls))
 
 
+def _lm_sentences(settings, texts: List[str], intents: List[str], progress: bool) -> List[str]:
+    """The LM's sentences for the transfer set, from prompts that list the given (kept) training sentences."""
+    from tqdm import tqdm
+
+    from rasa_kd.distill.lm import GGUFLlama, lm_sentences, resolve_gguf
+
+    lm_settings = settings.lm
+    started = time.perf_counter()
+    lm = GGUFLlama(resolve_gguf(lm_settings.model))
+    by_intent: Dict[str, List[str]] = {}
+    for text, intent in zip(texts, intents):
+        by_intent.setdefault(intent, []).append(text)
+    with tqdm(total=lm_settings.per_intent * len(by_intent), desc="LM sentences", unit="sentence", disable=not progress) as bar:
+        made = lm_sentences(lm, by_intent, lm_settings.per_intent, lm_settings, settings.random_seed, progress=bar.update)
+    logger.info("augment: the LM wrote %d new sentences for %d intents in %.0f s", len(made), len(by_intent),
+                time.perf_counter() - started)
+    return made
+
+
 def absolute_paths(config: DistillConfig) -> DistillConfig:
     """The config with its file paths made absolute, so OUT/config.yml works from any folder."""
     def resolve(value):
@@ -713,7 +733,8 @@ def absolute_paths(config: DistillConfig) -> DistillConfig:
         data=dataclasses.replace(config.data, train=resolve(config.data.train), dev=resolve(config.data.dev),
                                  test=resolve(config.data.test), out_of_scope=resolve(config.data.out_of_scope)),
         transfer_set=dataclasses.replace(ts, unlabelled_file=resolve(ts.unlabelled_file),
-                                         gpt2=dataclasses.replace(ts.gpt2, model=resolve(ts.gpt2.model))),
+                                         gpt2=dataclasses.replace(ts.gpt2, model=resolve(ts.gpt2.model)),
+                                         lm=dataclasses.replace(ts.lm, model=ts.lm.model if ts.lm.model == "smollm2" else resolve(ts.lm.model))),
         labelling=dataclasses.replace(config.labelling, cache_dir=resolve(config.labelling.cache_dir)),
     )
 

@@ -17,7 +17,7 @@ from rasa_kd.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-SOURCES = ("train", "unlabelled", "outliers", "rules", "gpt2")
+SOURCES = ("train", "unlabelled", "lm", "outliers", "rules", "gpt2")
 
 
 def sentence_key(text: str) -> str:
@@ -169,9 +169,10 @@ def build_transfer_set(
     gpt2_generator: Optional[Callable[[int], List[str]]] = None,
     outlier_maker: Optional[Callable[[int], List[str]]] = None,
     out_of_scope: Sequence[str] = (),
+    lm_sentences: Sequence[str] = (),
 ) -> TransferSet:
-    """Training sentences first, then unlabelled-file sentences, the given ``out_of_scope`` ones, synthetic
-    out-of-scope ones (their share of the size), then augmented ones up to the size."""
+    """Training sentences first, then unlabelled-file sentences, the LM's ``lm_sentences``, the given
+    ``out_of_scope`` ones, synthetic out-of-scope ones (their share of the size), then augmented ones up to the size."""
     target = transfer_set_target(settings, len(train_texts))
     builder = _Builder(target, held_out_texts)
     for text, intent in zip(train_texts, train_intents):
@@ -182,6 +183,10 @@ def build_transfer_set(
             if builder.full:
                 break
             builder.add(line, "unlabelled")
+    for text in lm_sentences:
+        if builder.full:
+            break
+        builder.add(text, "lm")
     for text in out_of_scope:
         if builder.full:
             break
