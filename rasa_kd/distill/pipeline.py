@@ -34,6 +34,7 @@ import numpy as np
 
 from rasa_kd.distill import distribute
 from rasa_kd.distill.config import DistillConfig, save_config
+from rasa_kd.distill.lm import PACKAGED_MODEL
 from rasa_kd.distill.transfer_set import threshold_holdout
 from rasa_kd.errors import ConfigError, DataError, ModelLoadError
 from rasa_kd.io_utils import atomic_directory, read_json, sha256_file, write_json
@@ -703,19 +704,11 @@ def _gpt2_generator(settings, train_texts: List[str], progress: bool) -> Callabl
 
 def _lm_sentences(settings, texts: List[str], intents: List[str], progress: bool) -> List[str]:
     """The LM's sentences for the transfer set, from prompts that list the given (kept) training sentences."""
-    from tqdm import tqdm
+    from rasa_kd.distill.lm import generate_for_examples
 
-    from rasa_kd.distill.lm import GGUFLlama, lm_sentences, resolve_gguf
-
-    lm_settings = settings.lm
     started = time.perf_counter()
-    lm = GGUFLlama(resolve_gguf(lm_settings.model))
-    by_intent: Dict[str, List[str]] = {}
-    for text, intent in zip(texts, intents):
-        by_intent.setdefault(intent, []).append(text)
-    with tqdm(total=lm_settings.per_intent * len(by_intent), desc="LM sentences", unit="sentence", disable=not progress) as bar:
-        made = lm_sentences(lm, by_intent, lm_settings.per_intent, lm_settings, settings.random_seed, progress=bar.update)
-    logger.info("augment: the LM wrote %d new sentences for %d intents in %.0f s", len(made), len(by_intent),
+    made = generate_for_examples(texts, intents, settings.lm, settings.random_seed, progress)
+    logger.info("augment: the LM wrote %d new sentences for %d intents in %.0f s", len(made), len(set(intents)),
                 time.perf_counter() - started)
     return made
 
@@ -734,7 +727,7 @@ def absolute_paths(config: DistillConfig) -> DistillConfig:
                                  test=resolve(config.data.test), out_of_scope=resolve(config.data.out_of_scope)),
         transfer_set=dataclasses.replace(ts, unlabelled_file=resolve(ts.unlabelled_file),
                                          gpt2=dataclasses.replace(ts.gpt2, model=resolve(ts.gpt2.model)),
-                                         lm=dataclasses.replace(ts.lm, model=ts.lm.model if ts.lm.model == "smollm2" else resolve(ts.lm.model))),
+                                         lm=dataclasses.replace(ts.lm, model=ts.lm.model if ts.lm.model == PACKAGED_MODEL else resolve(ts.lm.model))),
         labelling=dataclasses.replace(config.labelling, cache_dir=resolve(config.labelling.cache_dir)),
     )
 
