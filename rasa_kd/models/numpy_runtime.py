@@ -177,23 +177,28 @@ class NumpyBert:
         self.eps = config.layer_norm_eps
         self.heads = config.num_attention_heads
         self.word = embeddings.weight.numpy()
-        self.position = embeddings.position_embeddings.numpy()
-        self.token_type = embeddings.token_type_embeddings.numpy()[0]
+        # Every sentence is one segment (type 0): its row is added to each position's once, here.
+        self.position_and_type = embeddings.position_embeddings.numpy() + embeddings.token_type_embeddings.numpy()[0]
         self.embedding_norm = _column_norm(embeddings.LayerNorm)
         hidden = self.word.shape[1]
         self.average = np.full((1, hidden), 1.0 / hidden, dtype=np.float32)  # the row every LayerNorm's means use
+        # Two constants folded into the weights at load: the attention's 1/sqrt(head size) into the queries'
+        # rows, the GELU's 0.5 into the output layer's (the activations here return twice the GELU).
+        query_scale = np.ones((3 * hidden, 1), dtype=np.float32)
+        query_scale[:hidden] = 1.0 / np.sqrt(hidden // self.heads)
         self.layers = []
         for layer in bert.encoder.layer:
             attention = layer.attention.self_attention
             qkv = [attention.query, attention.key, attention.value]
             out = layer.attention.dense_output
+            output_weight, output_bias = _column_dense(layer.bert_output.dense)
             self.layers.append({
-                "qkv": (np.ascontiguousarray(np.concatenate([d.kernel.numpy() for d in qkv], axis=1).T),
-                        np.concatenate([d.bias.numpy() for d in qkv])[:, None]),
+                "qkv": (np.ascontiguousarray(np.concatenate([d.kernel.numpy() for d in qkv], axis=1).T * query_scale),
+                        np.concatenate([d.bias.numpy() for d in qkv])[:, None] * query_scale),
                 "attention_out": _column_dense(out.dense),
                 "attention_norm": _column_norm(out.LayerNorm),
                 "intermediate": _column_dense(layer.intermediate.dense),
-                "output": _column_dense(layer.bert_output.dense),
+                "output": (output_weight * np.float32(0.5), output_bias),
                 "output_norm": _column_norm(layer.bert_output.LayerNorm),
             })
         self.pooler = _column_dense(bert.pooler.dense)
@@ -201,13 +206,13 @@ class NumpyBert:
 
     def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         batch, length = ids.shape
-        x = self.word[ids] + self.position[:length] + self.token_type  # [batch, length, hidden]
+        x = self.word[ids] + self.position_and_type[:length]  # [batch, length, hidden]
         hidden = x.shape[-1]
         x = _norm_columns(np.ascontiguousarray(x.reshape(batch * length, hidden).T), *self.embedding_norm, self.eps, self.average)
         size = hidden // self.heads
         bias = None if mask.all() else ((1.0 - mask.astype(np.float32)) * -10000.0)[:, None, None, :]  # [batch, 1, 1, length]
         for index, p in enumerate(self.layers):
-            qkv = p["qkv"][0] @ x + p["qkv"][1]  # [3 * hidden, batch * length]
+            qkv = _affine(p["qkv"], x)  # [3 * hidden, batch * length], the queries scaled by 1/sqrt(size)
             qkv = qkv.reshape(3, self.heads, size, batch, length)
             keys = qkv[1].transpose(2, 0, 1, 3)  # [batch, heads, size, length]
             values = qkv[2].transpose(2, 0, 3, 1)  # [batch, heads, length, size]
@@ -217,36 +222,59 @@ class NumpyBert:
                 # Only [CLS] feeds the pooler: the last layer needs no other position's output.
                 queries, positions = queries[:, :, :1], 1
                 x = np.ascontiguousarray(x.reshape(hidden, batch, length)[:, :, 0])  # [hidden, batch]
-            scores = np.matmul(queries, keys) * (1.0 / np.sqrt(size))  # [batch, heads, positions, length]
+            scores = np.matmul(queries, keys)  # [batch, heads, positions, length]
             if bias is not None:
-                scores = scores + bias
-            scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
-            probs = scores / scores.sum(axis=-1, keepdims=True)
+                scores += bias
+            scores -= scores.max(axis=-1, keepdims=True)
+            probs = np.exp(scores, out=scores)
+            probs /= probs.sum(axis=-1, keepdims=True)
             context = np.matmul(probs, values)  # [batch, heads, positions, size]
             context = np.ascontiguousarray(context.transpose(1, 3, 0, 2)).reshape(hidden, batch * positions)
-            attended = _norm_columns(p["attention_out"][0] @ context + p["attention_out"][1] + x, *p["attention_norm"], self.eps, self.average)
-            inner = p["intermediate"][0] @ attended + p["intermediate"][1]
-            inner = self.activation(inner)
-            x = _norm_columns(p["output"][0] @ inner + p["output"][1] + attended, *p["output_norm"], self.eps, self.average)
-        pooled = np.tanh(self.pooler[0] @ x + self.pooler[1])  # [hidden, batch]
-        return (self.classifier[0] @ pooled + self.classifier[1]).T  # [batch, labels]
+            attended = _affine(p["attention_out"], context)
+            attended += x
+            attended = _norm_columns(attended, *p["attention_norm"], self.eps, self.average)
+            inner = self.activation(_affine(p["intermediate"], attended))  # twice the GELU: "output" is halved
+            x = _affine(p["output"], inner)
+            x += attended
+            x = _norm_columns(x, *p["output_norm"], self.eps, self.average)
+        pooled = np.tanh(_affine(self.pooler, x))  # [hidden, batch]
+        return _affine(self.classifier, pooled).T  # [batch, labels]
 
 
-def _gelu_exact(x: np.ndarray) -> np.ndarray:
-    """GELU with erf, as Transformers' "gelu"."""
-    return 0.5 * x * (1.0 + _erf(x * (1.0 / np.sqrt(2.0))))
+def _affine(layer: tuple, x: np.ndarray) -> np.ndarray:
+    """W.T @ x + b for a (W.T, b) pair of ``_column_dense``: the bias added in place, no second temporary."""
+    out = layer[0] @ x
+    out += layer[1]
+    return out
 
 
-def _gelu_tanh(x: np.ndarray) -> np.ndarray:
-    """GELU's tanh approximation, as Transformers' "gelu_new" (and the original BERT code)."""
-    inner = np.tanh((x + 0.044715 * (x * x * x)) * np.float32(np.sqrt(2.0 / np.pi)))
+_GELU_SCALE = np.float32(np.sqrt(2.0 / np.pi))
+_GELU_CUBIC = np.float32(0.044715) * _GELU_SCALE
+_INVERSE_SQRT2 = np.float32(1.0 / np.sqrt(2.0))
+
+
+# The activations return twice the GELU: the 0.5 is folded into the next layer's weights at load.
+def _gelu_exact_doubled(x: np.ndarray) -> np.ndarray:
+    """2 * GELU with erf (Transformers' "gelu"), in place."""
+    inner = _erf(x * _INVERSE_SQRT2)
     inner += 1.0
     inner *= x
-    inner *= 0.5
     return inner
 
 
-_GELU = {"gelu": _gelu_exact, "gelu_new": _gelu_tanh}
+def _gelu_tanh_doubled(x: np.ndarray) -> np.ndarray:
+    """2 * GELU's tanh approximation (Transformers' "gelu_new", the original BERT code's)."""
+    inner = x * x  # tanh(s (x + 0.044715 x^3)) = tanh(x (s + 0.044715 s x^2)), s = sqrt(2 / pi)
+    inner *= _GELU_CUBIC
+    inner += _GELU_SCALE
+    inner *= x
+    np.tanh(inner, out=inner)
+    inner += 1.0
+    inner *= x
+    return inner
+
+
+_GELU = {"gelu": _gelu_exact_doubled, "gelu_new": _gelu_tanh_doubled}
 
 
 def _column_dense(layer) -> tuple:
@@ -259,18 +287,19 @@ def _column_norm(layer) -> tuple:
 
 
 def _norm_columns(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float, average: np.ndarray) -> np.ndarray:
-    """LayerNorm of each column of ``x`` [hidden, tokens], in place when ``x`` is a temporary.
+    """LayerNorm of each column of ``x`` [hidden, tokens], in place: ``x`` must be a temporary.
 
     The means are products with the row ``average`` (1/hidden each): at batch 1 a BLAS call on a dozen
     columns costs a third of NumPy's ``mean`` along the first axis, and a tiny-BERT calls this 9 times.
     """
-    centred = x - average @ x
-    variance = average @ (centred * centred)
-    variance += eps
-    centred *= 1.0 / np.sqrt(variance)
-    centred *= gamma
-    centred += beta
-    return centred
+    x -= average @ x
+    spread = average @ (x * x)
+    spread += eps
+    np.sqrt(spread, out=spread)
+    x /= spread
+    x *= gamma
+    x += beta
+    return x
 
 
 def numpy_runtime(kind: str, network, trained_rows: Optional[int] = None):
