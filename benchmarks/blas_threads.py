@@ -20,10 +20,14 @@ from typing import List
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from rasa_kd.openblas import choose_kernels  # noqa: E402
+
+choose_kernels()  # before NumPy loads: kernels this CPU runs well (rasa_kd/openblas.py)
+
+import numpy as np  # noqa: E402
 
 from rasa_kd.io_utils import write_json, write_text  # noqa: E402
 
