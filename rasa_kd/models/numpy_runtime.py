@@ -264,7 +264,7 @@ _INVERSE_SQRT2 = np.float32(1.0 / np.sqrt(2.0))
 
 # The activations return twice the GELU: the 0.5 is folded into the next layer's weights at load.
 def _gelu_exact_doubled(x: np.ndarray) -> np.ndarray:
-    """2 * GELU with erf (Transformers' "gelu"), in place."""
+    """2 * GELU with erf (Transformers' "gelu")."""
     inner = _erf(x * _INVERSE_SQRT2)
     inner += 1.0
     inner *= x
