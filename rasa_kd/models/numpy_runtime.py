@@ -134,8 +134,8 @@ class NumpyBiLSTM:
 
         ``projected`` [batch, length, 8H] holds x @ W + b of both directions. A direction's recurrent
         weight (1.4 MB at 300 units) stays in a core's L2 cache through its whole loop; stepping both
-        directions together reads both (2.9 MB) from L3 at every step, which made the step's product 2x
-        slower (benchmarks/NOTES.md, "The BiLSTM's directions one after the other").
+        directions together read both (2.9 MB) from L3 at every step when BLAS runs one thread, which made
+        the step's product 2x slower there (benchmarks/NOTES.md, "The BiLSTM's directions one after the other").
         """
         batch, length, _ = projected.shape
         units = recurrent_t.shape[2]
