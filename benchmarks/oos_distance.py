@@ -29,17 +29,10 @@ def _batches(ids, size=32):
 
 def bilstm_features(student, texts) -> np.ndarray:
     """The BiLSTM's ReLU layer (the input of its logits layer), by the NumPy runtime's own arithmetic."""
-    from rasa_kd.models.numpy_runtime import _dense
-
     runtime, ids = student._numpy, student.encode(texts)
     out = np.zeros((len(ids), runtime.dense_w.shape[1]), dtype=np.float32)
     for batch, (input_ids, mask) in _batches(ids):
-        keep = None if mask.all() else mask.astype(bool)
-        x = None
-        for index, (kernel, bias, recurrent) in enumerate(runtime.layers):
-            x = runtime._bilstm(_dense(runtime.embeddings[input_ids] if index == 0 else x, kernel, bias), keep, recurrent,
-                                last=index == len(runtime.layers) - 1)
-        out[batch] = np.maximum(x @ runtime.dense_w + runtime.dense_b, 0.0)
+        out[batch] = runtime.features(input_ids, mask)
     return out
 
 

@@ -28,6 +28,8 @@ def test_numpy_bilstm_matches_keras(layers, multichannel, monkeypatch):
     runtime = NumpyBiLSTM(network)
     assert (runtime._slot >= 0).all()  # a small table is filled at load
     np.testing.assert_allclose(runtime(ids, mask), expected, atol=1e-5)
+    relu = tf.keras.Model(network.input, network.get_layer("dense").output)(ids, training=False).numpy()
+    np.testing.assert_allclose(runtime.features(ids, mask), relu, atol=1e-5)  # what benchmarks/oos_distance.py reads
 
     def stored(runtime):
         return set(np.flatnonzero(runtime._slot >= 0))

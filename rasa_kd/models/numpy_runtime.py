@@ -88,6 +88,10 @@ class NumpyBiLSTM:
         self.out_w, self.out_b = get("logits").get_weights()
 
     def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return self.features(ids, mask) @ self.out_w + self.out_b
+
+    def features(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The ReLU layer's output [batch, dense units], which the logits layer reads."""
         keep = None if mask.all() else mask.astype(bool)
         x = None
         for index, (kernel, bias, recurrent) in enumerate(self.layers):
@@ -101,8 +105,7 @@ class NumpyBiLSTM:
                 inputs = self.embeddings[ids] if index == 0 else x
                 projected = _dense(inputs, kernel, bias)
             x = self._bilstm(projected, keep, recurrent, last=index == len(self.layers) - 1)
-        hidden = np.maximum(x @ self.dense_w + self.dense_b, 0.0)
-        return hidden @ self.out_w + self.out_b
+        return np.maximum(x @ self.dense_w + self.dense_b, 0.0)
 
     def _project(self, ids: np.ndarray) -> None:
         """Compute and store the first layer's projection of the tokens of ``ids`` not yet stored."""
