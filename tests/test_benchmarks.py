@@ -78,6 +78,24 @@ def test_the_fewshot_table_gives_mean_and_spread_over_seeds(tmp_path):
     assert cells[9] == "-"  # latency not measured yet: no figure rather than a made-up one
 
 
+def test_batch_1_timing_samples_the_whole_test_file_in_a_fixed_order():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import run_task
+
+    sentences = [f"s{i}" for i in range(100)]  # as a test file: one intent's messages after another's
+
+    def timed(calls):
+        seen = []
+        run_task.batch_1_in_blocks({"a": lambda text: seen.append(text[0]), "b": lambda text: None}, sentences, calls, block=5)
+        return seen
+
+    first = timed(20)
+    assert len(first) == len(set(first)) == 20
+    assert sum(int(text[1:]) >= 50 for text in first) >= 5  # not the file's first 20 sentences
+    assert timed(20) == first  # seeded: every run times the same sentences
+    assert sorted(set(timed(250))) == sorted(sentences)  # more calls than sentences: every one, in turn
+
+
 def test_fewshot_takes_diet_from_an_earlier_run_of_the_same_set_only(tmp_path):
     sys.path.insert(0, str(REPO / "benchmarks"))
     import fewshot
