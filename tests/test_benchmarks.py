@@ -78,7 +78,7 @@ def test_the_fewshot_table_gives_mean_and_spread_over_seeds(tmp_path):
     assert cells[9] == "-"  # latency not measured yet: no figure rather than a made-up one
 
 
-def test_batch_1_timing_samples_the_whole_test_file_in_a_fixed_order():
+def test_batch_1_timing_samples_the_whole_test_file_and_turns_the_cycle():
     sys.path.insert(0, str(REPO / "benchmarks"))
     import run_task
 
@@ -94,6 +94,11 @@ def test_batch_1_timing_samples_the_whole_test_file_in_a_fixed_order():
     assert sum(int(text[1:]) >= 50 for text in first) >= 5  # not the file's first 20 sentences
     assert timed(20) == first  # seeded: every run times the same sentences
     assert sorted(set(timed(250))) == sorted(sentences)  # more calls than sentences: every one, in turn
+
+    firsts = []  # which runner starts each block
+    runners = {name: (lambda text, name=name: firsts.append(name)) for name in ("teacher", "bilstm", "tinybert")}
+    run_task.batch_1_in_blocks(runners, sentences, 15, block=5)
+    assert firsts[::5] == ["teacher", "bilstm", "tinybert", "bilstm", "tinybert", "teacher", "tinybert", "teacher", "bilstm"]
 
 
 def test_fewshot_takes_diet_from_an_earlier_run_of_the_same_set_only(tmp_path):
