@@ -149,20 +149,28 @@ class NumpyBiLSTM:
         for direction in (0, 1):
             steps = range(length) if direction == 0 else range(length - 1, -1, -1)
             weight, inputs = recurrent_t[direction], projected[direction]
-            h = np.zeros((units, batch), dtype=np.float32)
-            c = np.zeros_like(h)
+            # Every step writes into these buffers: a dozen small arrays allocated a step cost more than the
+            # arithmetic on them besides the product. Without padding the new state overwrites the old in place.
+            h, c = np.zeros((units, batch), dtype=np.float32), np.zeros((units, batch), dtype=np.float32)
+            t, gates = np.empty((4 * units, batch), dtype=np.float32), np.empty((4 * units, batch), dtype=np.float32)
+            scratch = np.empty_like(h)
+            h_new, c_new = (h, c) if keep is None else (np.empty_like(h), np.empty_like(c))
+            i, f, g, o = (slice(k * units, (k + 1) * units) for k in range(4))  # Keras's gate order
             outputs = None if last else np.zeros((length, units, batch), dtype=np.float32)
             for step in steps:
-                t = weight @ h  # [4H, batch], Keras order i, f, g, o
+                np.matmul(weight, h, out=t)  # [4H, batch]; h is not written before this
                 t += inputs[step]
                 np.tanh(t, out=t)
-                gates = t * 0.5 + 0.5  # sigmoid of the (pre-halved) i, f, o; the g part is unused
-                c_new = gates[units : 2 * units] * c + gates[:units] * t[2 * units : 3 * units]
-                h_new = gates[3 * units :] * np.tanh(c_new)
-                if keep is None:
-                    h, c = h_new, c_new
-                else:  # padding leaves the state as it was, as Keras masking does
-                    h, c = np.where(keep[step], h_new, h), np.where(keep[step], c_new, c)
+                np.multiply(t, 0.5, out=gates)
+                gates += 0.5  # sigmoid of the (pre-halved) i, f, o; the g part is unused
+                np.multiply(gates[f], c, out=c_new)
+                np.multiply(gates[i], t[g], out=scratch)
+                c_new += scratch
+                np.tanh(c_new, out=scratch)
+                np.multiply(gates[o], scratch, out=h_new)
+                if keep is not None:  # padding leaves the state as it was, as Keras masking does
+                    np.copyto(h, h_new, where=keep[step])
+                    np.copyto(c, c_new, where=keep[step])
                 if outputs is not None:
                     outputs[step] = h  # in sentence order for both directions
             finals.append(h)
