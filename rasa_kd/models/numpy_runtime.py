@@ -149,8 +149,8 @@ class NumpyBiLSTM:
         for direction in (0, 1):
             steps = range(length) if direction == 0 else range(length - 1, -1, -1)
             weight, inputs = recurrent_t[direction], projected[direction]
-            # Every step writes into these buffers: a dozen small arrays allocated a step cost more than the
-            # arithmetic on them besides the product. Without padding the new state overwrites the old in place.
+            # Every step writes into these buffers rather than allocating seven small arrays (1-4% faster at
+            # batch 1, benchmarks/NOTES.md). Without padding the new state overwrites the old in place.
             h, c = np.zeros((units, batch), dtype=np.float32), np.zeros((units, batch), dtype=np.float32)
             t, gates = np.empty((4 * units, batch), dtype=np.float32), np.empty((4 * units, batch), dtype=np.float32)
             scratch = np.empty_like(h)
