@@ -266,7 +266,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "datasets")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "fewshot")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "fewshot")
-    parser.add_argument("--latency-sentences", type=int, default=200)
+    parser.add_argument("--latency-sentences", type=int, default=200,
+                        help="timed one-sentence calls per model, drawn from the whole test file in a seeded order")
     parser.add_argument("--skip-done", action="store_true", help="skip sets whose result file exists")
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--report", action="store_true", help="only write the table of the saved results")
