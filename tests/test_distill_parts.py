@@ -21,7 +21,7 @@ def test_config_file_flags_and_defaults(tmp_path):
     config = load_config(path, {"student.type": "tinybert", "student.training.loss": "kl"})
     assert config.data.train == "a.yml" and config.student.training.epochs == 7
     assert config.student.type == "tinybert" and config.student.training.loss == "kl"
-    assert config.student.bilstm.hidden_units == 300  # thesis default
+    assert config.student.bilstm.hidden_units is None  # chosen by the data's size (for_examples)
 
 
 @pytest.mark.parametrize(
@@ -289,23 +289,26 @@ def test_the_student_epochs_adapt_to_the_data_size(training, transfer, dev, epoc
     assert StudentTrainingSettings().for_data(training, transfer, dev).epochs == epochs
 
 
-@pytest.mark.parametrize("training, given, embeddings, trained", [
-    (161, {}, "contextual", False),     # a small bot: the teacher's view of every WordPiece, kept as it is
-    (1595, {}, "contextual", False),
-    (1999, {}, "contextual", False),
-    (2000, {}, "teacher", True),        # from 2,000 examples: the teacher's input rows, trained
-    (67000, {}, "teacher", True),
-    (161, {"embeddings": "teacher"}, "teacher", False),
-    (161, {"embeddings": "random"}, "random", True),   # random rows that stayed random would teach nothing
-    (161, {"train_embeddings": True}, "contextual", True),
-    (5000, {"embeddings": "contextual", "train_embeddings": False}, "contextual", False),
+@pytest.mark.parametrize("training, given, embeddings, trained, hidden", [
+    (161, {}, "contextual", False, 200),     # a small bot: the teacher's view of every WordPiece, kept as it is
+    (1595, {}, "contextual", False, 200),
+    (1999, {}, "contextual", False, 200),
+    (2000, {}, "teacher", True, 300),        # from 2,000 examples: the teacher's input rows, trained; the thesis's width
+    (67000, {}, "teacher", True, 300),
+    (161, {"embeddings": "teacher"}, "teacher", False, 200),
+    (161, {"embeddings": "random"}, "random", True, 200),   # random rows that stayed random would teach nothing
+    (161, {"train_embeddings": True}, "contextual", True, 200),
+    (5000, {"embeddings": "contextual", "train_embeddings": False}, "contextual", False, 300),
+    (161, {"hidden_units": 300}, "contextual", False, 300),
+    (5000, {"hidden_units": 64}, "teacher", True, 64),
 ])
-def test_the_bilstm_embeddings_adapt_to_the_data_size(training, given, embeddings, trained):
+def test_the_bilstm_shape_and_embeddings_adapt_to_the_data_size(training, given, embeddings, trained, hidden):
     from rasa_kd.models.architectures import BiLSTMSettings
 
     resolved = BiLSTMSettings(**given).for_examples(training)
-    assert (resolved.embeddings, resolved.train_embeddings) == (embeddings, trained)
-    assert dataclasses.replace(resolved, embeddings=None, train_embeddings=None) == BiLSTMSettings()
+    assert (resolved.embeddings, resolved.train_embeddings, resolved.hidden_units) == (embeddings, trained, hidden)
+    left = dataclasses.replace(resolved, embeddings=None, train_embeddings=None, hidden_units=None)
+    assert left == BiLSTMSettings()
 
 
 @pytest.mark.parametrize("training, given, embeddings", [

@@ -218,8 +218,8 @@ def bilstm_settings(architecture: Dict[str, Any]):
     """The BiLSTM's settings from a saved architecture record (defaults for keys older records lack)."""
     from rasa_kd.models.architectures import BiLSTMSettings
 
-    # Records written before these two adapted to the data's size hold them; older ones had these values.
-    older = {"embeddings": "teacher", "train_embeddings": True}
+    # Records written before these adapted to the data's size hold them; older ones had these values.
+    older = {"hidden_units": 300, "embeddings": "teacher", "train_embeddings": True}
     return BiLSTMSettings(**{f.name: architecture.get(f.name, older.get(f.name, f.default)) for f in dataclasses.fields(BiLSTMSettings)})
 
 
