@@ -12,10 +12,10 @@ from rasa_kd.settings import (boolean, integer, number, one_of, optional_boolean
 # unmeasured, and the gain shrinks as the data grows.
 CONTEXTUAL_BELOW = 2000
 
-# LSTM units per direction below and from CONTEXTUAL_BELOW examples. On ten few-shot sets a 200-unit BiLSTM scored
-# as the 300 units of Tang et al. and the thesis (mean change -0.01 points, -0.7 to +0.6 a set), answered a message
-# 1.5x faster at batch 1 and trained 1.25x faster on the example bot (benchmarks/NOTES.md, "Ninth round"); larger
-# data keeps the shape RESULTS.md measured.
+# LSTM units per direction below and from CONTEXTUAL_BELOW examples. On fifteen few-shot sets a 200-unit BiLSTM
+# scored as the 300 units of Tang et al. and the thesis (mean change -0.03 points, -0.7 to +0.6 a set), answered a
+# message 1.5x faster at batch 1 and trained 1.25x faster on the example bot (benchmarks/NOTES.md, "Ninth round");
+# larger data keeps the shape RESULTS.md measured.
 SMALL_DATA_HIDDEN_UNITS = 200
 HIDDEN_UNITS = 300
 
