@@ -54,9 +54,10 @@ def test_the_bilstm_can_use_the_fused_cudnn_kernel(tiny_bert_dir):
     from rasa_kd.distill.config import StudentStageSettings
     from rasa_kd.models.networks import build_bilstm
 
-    network = build_bilstm(StudentStageSettings().bilstm, 50, 3, None, 8)
+    settings = StudentStageSettings().bilstm.for_examples(161)  # the defaults as a small bot resolves them
+    network = build_bilstm(settings, 50, 3, None, 8)
     bidirectional = [layer for layer in network.layers if type(layer).__name__ == "Bidirectional"]
-    assert len(bidirectional) == StudentStageSettings().bilstm.layers
+    assert len(bidirectional) == settings.layers
     lstms = [lstm for layer in bidirectional for lstm in (layer.forward_layer, layer.backward_layer)]
     assert {type(lstm).__name__ for lstm in lstms} == {"LSTM"}
     # Keras' own test for the cuDNN kernel (tanh, sigmoid, no recurrent dropout, not unrolled, with bias);
